@@ -1,0 +1,50 @@
+package io.tasktable.cli;
+
+import java.sql.SQLException;
+
+import javax.sql.DataSource;
+
+import org.postgresql.ds.PGSimpleDataSource;
+
+import io.tasktable.DatabaseUrl;
+
+/** What the commands share: exit codes, error lines, the database connection. */
+final class Cli {
+
+    static final int EXIT_OK = 0;
+    /** The command ran and failed (database unreachable, migration refused, ...). */
+    static final int EXIT_FAILURE = 1;
+    /** The command line itself was wrong. */
+    static final int EXIT_USAGE = 2;
+
+    private Cli() {
+    }
+
+    /** A data source for DATABASE_URL; connection errors surface at first use. */
+    static DataSource dataSource(DatabaseUrl url) {
+        PGSimpleDataSource dataSource = new PGSimpleDataSource();
+        dataSource.setURL(url.jdbcUrl());
+        dataSource.setUser(url.user());
+        if (!url.password().isEmpty()) {
+            dataSource.setPassword(url.password());
+        }
+        dataSource.setApplicationName("tasktable");
+        dataSource.setConnectTimeout(10);
+        return dataSource;
+    }
+
+    /** The most useful single line about a failure: the outermost SQL error's message, else the root cause's. */
+    static String oneLine(Throwable e) {
+        Throwable best = null;
+        Throwable root = e;
+        for (Throwable t = e; t != null; t = t.getCause()) {
+            if (best == null && t instanceof SQLException) {
+                best = t;
+            }
+            root = t;
+        }
+        Throwable chosen = best != null ? best : root;
+        String message = chosen.getMessage() == null ? chosen.getClass().getSimpleName() : chosen.getMessage();
+        return message.lines().findFirst().orElse(message).strip();
+    }
+}
