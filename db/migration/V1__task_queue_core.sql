@@ -282,16 +282,17 @@ BEGIN
         RAISE EXCEPTION 'tasktable: lease must be between 1 second and 1 day, got %', lease
             USING ERRCODE = 'TT007', HINT = 'Leave it NULL to use the queue''s lease.';
     END IF;
-    IF queues IS NOT NULL THEN
-        SELECT w.name INTO unknown
-        FROM unnest(queues) AS w (name)
-        WHERE w.name IS NULL OR NOT EXISTS (SELECT FROM tasktable.queue q WHERE q.name = w.name)
-        LIMIT 1;
-        IF FOUND OR cardinality(queues) = 0 THEN
-            RAISE EXCEPTION 'tasktable: unknown queue %', coalesce(quote_literal(unknown), 'NULL')
-                USING ERRCODE = 'TT004',
-                      HINT = 'Pass NULL for all queues, or names from tasktable.queue.';
-        END IF;
+    IF cardinality(queues) = 0 THEN
+        RAISE EXCEPTION 'tasktable: queues must name at least one queue'
+            USING ERRCODE = 'TT004', HINT = 'Pass NULL to claim from all queues.';
+    END IF;
+    SELECT w.name INTO unknown
+    FROM unnest(queues) AS w (name)
+    WHERE w.name IS NULL OR NOT EXISTS (SELECT FROM tasktable.queue q WHERE q.name = w.name)
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'tasktable: unknown queue %', coalesce(quote_literal(unknown), 'NULL')
+            USING ERRCODE = 'TT004', HINT = 'Pass NULL for all queues, or names from tasktable.queue.';
     END IF;
 
     RETURN QUERY

@@ -1,8 +1,12 @@
 package io.tasktable;
 
+import java.util.Arrays;
+
 import javax.sql.DataSource;
 
 import org.flywaydb.core.Flyway;
+import org.flywaydb.core.api.MigrationInfo;
+import org.flywaydb.core.api.MigrationState;
 import org.flywaydb.core.api.output.MigrateResult;
 
 /** Applies the SQL API (the Flyway migrations shipped in the jar under {@code db/migration}) to a database. */
@@ -21,7 +25,16 @@ public final class Migrations {
      * @return how many migrations were applied (0 when already current)
      */
     public static int migrate(DataSource dataSource) {
-        MigrateResult result = flyway(dataSource).migrate();
+        Flyway flyway = flyway(dataSource);
+        MigrationInfo[] future = Arrays.stream(flyway.info().applied())
+                .filter(m -> m.getState() == MigrationState.FUTURE_SUCCESS || m.getState() == MigrationState.FUTURE_FAILED)
+                .toArray(MigrationInfo[]::new);
+        if (future.length > 0) {
+            MigrationInfo newest = future[future.length - 1];
+            throw new IllegalStateException("the database's tasktable schema is at version " + newest.getVersion()
+                    + " (" + newest.getDescription() + "), newer than this build knows; upgrade tasktable");
+        }
+        MigrateResult result = flyway.migrate();
         return result.migrationsExecuted;
     }
 

@@ -43,17 +43,25 @@ public final class TestDatabase implements AutoCloseable {
     private final DatabaseUrl url;
     private final AutoCloseable container;
 
+    private final List<String> databases = new ArrayList<>();
+
     private TestDatabase(DatabaseUrl admin, AutoCloseable container) throws SQLException {
         this.admin = admin;
         this.container = container;
+        this.url = createEmptyDatabase();
+        Migrations.migrate(dataSource());
+    }
+
+    /** Another empty database on the same server (no schema), dropped with this one at the end of the run. */
+    public synchronized DatabaseUrl createEmptyDatabase() throws SQLException {
         String name = "tasktable_test_" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd_HHmmss"))
                 + "_" + HexFormat.of().toHexDigits(ThreadLocalRandom.current().nextInt()).substring(0, 6);
-        this.url = admin.withDatabase(name);
         try (Connection c = DriverManager.getConnection(admin.jdbcUrl(), admin.properties());
              Statement s = c.createStatement()) {
             s.execute("CREATE DATABASE " + name);
         }
-        Migrations.migrate(dataSource());
+        databases.add(name);
+        return admin.withDatabase(name);
     }
 
     static TestDatabase create() throws SQLException {
@@ -136,7 +144,9 @@ public final class TestDatabase implements AutoCloseable {
     public void close() throws Exception {
         try (Connection c = DriverManager.getConnection(admin.jdbcUrl(), admin.properties());
              Statement s = c.createStatement()) {
-            s.execute("DROP DATABASE IF EXISTS " + url.database() + " WITH (FORCE)");
+            for (String name : databases) {
+                s.execute("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
+            }
         } finally {
             if (container != null) {
                 container.close();
