@@ -6,7 +6,7 @@
 --
 -- Errors raised by these functions use SQLSTATE class TT (not used by PostgreSQL itself):
 --   TT001 invalid task kind             TT007 invalid interval (lease, delay)
---   TT002 payload not an object/array   TT008 invalid task reference (null/mismatched id or attempt arrays)
+--   TT002 payload not an object/array   TT008 malformed array argument (NULL, mismatched lengths, not 1-D)
 --   TT003 payload too large             TT009 invalid attempt number
 --   TT004 unknown queue                 TT010 unknown task
 --   TT005 batch size out of range       TT011 illegal state change
@@ -36,9 +36,12 @@ CREATE TABLE tasktable.queue (
     CONSTRAINT backoff_base_positive CHECK (backoff_base > interval '0'),
     CONSTRAINT backoff_factor_in_range CHECK (backoff_factor BETWEEN 1 AND 10),
     CONSTRAINT backoff_cap_at_least_base CHECK (backoff_cap >= backoff_base),
+    CONSTRAINT backoff_cap_at_most_30_days CHECK (backoff_cap <= interval '30 days'),
     CONSTRAINT backoff_jitter_in_range CHECK (backoff_jitter BETWEEN 0 AND 1),
     CONSTRAINT lease_in_range CHECK (lease BETWEEN interval '1 second' AND interval '1 day'),
-    CONSTRAINT retention_not_negative CHECK (retention >= interval '0' AND dead_retention >= interval '0')
+    -- Bounded so that now() + delay and now() - retention always stay valid timestamps.
+    CONSTRAINT retention_in_range CHECK (retention BETWEEN interval '0' AND interval '100 years'
+                                         AND dead_retention BETWEEN interval '0' AND interval '100 years')
 );
 COMMENT ON TABLE tasktable.queue IS
     'Per-queue policy. Create a queue with INSERT INTO tasktable.queue (name) VALUES (...); tune it with UPDATE.';
@@ -83,6 +86,7 @@ CREATE TABLE tasktable.task (
     CONSTRAINT priority_in_range CHECK (priority BETWEEN -1000 AND 1000),
     CONSTRAINT attempt_within_max CHECK (attempt >= 0 AND attempt <= max_attempts),
     CONSTRAINT dedup_key_valid CHECK (length(dedup_key) BETWEEN 1 AND 255),
+    CONSTRAINT result_size_limit CHECK (octet_length(result::text) <= 1048576),
     CONSTRAINT running_has_lease CHECK ((state = 'running') = (lease_expires_at IS NOT NULL)),
     CONSTRAINT finished_has_finished_at CHECK ((state IN ('succeeded', 'dead', 'cancelled')) = (finished_at IS NOT NULL))
 );
@@ -102,8 +106,9 @@ CREATE UNIQUE INDEX task_dedup_idx ON tasktable.task (queue, dedup_key)
     WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running');
 -- Serves rescue_expired_tasks: WHERE state = 'running' AND lease_expires_at < now().
 CREATE INDEX task_lease_idx ON tasktable.task (lease_expires_at) WHERE state = 'running';
--- Serves prune_tasks: finished rows, oldest first.
-CREATE INDEX task_finished_idx ON tasktable.task (finished_at) WHERE finished_at IS NOT NULL;
+-- Serves prune_tasks and task_throughput: per (queue, final state), a range on finished_at, so rows kept
+-- by a longer retention (dead tasks) are never read when pruning shorter-lived ones.
+CREATE INDEX task_finished_idx ON tasktable.task (queue, state, finished_at) WHERE finished_at IS NOT NULL;
 
 -- Input of enqueue_tasks: NULL fields take the same defaults as enqueue_task.
 CREATE TYPE tasktable.task_spec AS (
@@ -122,18 +127,23 @@ COMMENT ON TYPE tasktable.task_spec IS
 -- enqueue_tasks: the one implementation of enqueue. Validates the whole batch first (the first bad spec
 -- raises, nothing is inserted), inserts in one statement, and returns the ids in input order. A spec whose
 -- (queue, dedup_key) matches a queued or running task is not inserted; the live task's id is returned.
--- Ready tasks NOTIFY channel 'tasktable' with the queue name; PostgreSQL delivers it at commit, so a
--- rolled-back enqueue neither exists nor wakes anyone.
+-- Newly inserted due tasks NOTIFY channel 'tasktable' with the queue name (unless the queue is paused);
+-- PostgreSQL delivers it at commit, so a rolled-back enqueue neither exists nor wakes anyone.
 CREATE FUNCTION tasktable.enqueue_tasks(specs tasktable.task_spec[])
 RETURNS bigint[]
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    bad   record;
-    ids   bigint[];
-    lost  integer;
+    bad    record;
+    ids    bigint[];
+    lost   integer;
+    wake   text[];
 BEGIN
     IF specs IS NULL OR cardinality(specs) = 0 THEN
         RETURN '{}';
+    END IF;
+    IF array_ndims(specs) > 1 THEN
+        RAISE EXCEPTION 'tasktable: specs must be a one-dimensional array'
+            USING ERRCODE = 'TT008', HINT = 'Pass ARRAY[ROW(...)::tasktable.task_spec, ...].';
     END IF;
 
     SELECT v.* INTO bad FROM (
@@ -203,7 +213,9 @@ BEGIN
         ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
         RETURNING id, queue, dedup_key
     )
-    SELECT array_agg(coalesce(mine.id, twin.id, live.id) ORDER BY i.ord) INTO ids
+    SELECT array_agg(coalesce(mine.id, twin.id, live.id) ORDER BY i.ord),
+           array_agg(DISTINCT i.queue) FILTER (WHERE mine.id IS NOT NULL AND i.run_at <= now())
+    INTO ids, wake
     FROM input i
     LEFT JOIN inserted mine ON mine.id = i.id
     -- an earlier spec of this same batch with the same key
@@ -220,10 +232,10 @@ BEGIN
         lost := array_position(ids, NULL);
     END LOOP;
 
-    PERFORM pg_notify('tasktable', r.queue)
-    FROM (SELECT DISTINCT coalesce(s.queue, 'default') AS queue
-          FROM unnest(specs) AS s
-          WHERE s.run_at IS NULL OR s.run_at <= now()) r;
+    -- Only queues that got a due task and are not paused: a NOTIFY makes the commit take a global lock.
+    PERFORM pg_notify('tasktable', q.name)
+    FROM tasktable.queue q
+    WHERE q.name = ANY (wake) AND NOT q.paused;
 
     RETURN ids;
 END
@@ -232,8 +244,7 @@ COMMENT ON FUNCTION tasktable.enqueue_tasks(tasktable.task_spec[]) IS
     'Enqueue many tasks in one statement; returns their ids in input order. Runs in the caller''s transaction: '
     'the tasks exist iff it commits. A spec matching a live (queued or running) task''s (queue, dedup_key) returns '
     'that task''s id instead. Errors: TT001 kind, TT002 payload type, TT003 payload size, TT004 unknown queue, '
-    'TT012 priority/max_attempts/dedup_key. From other languages: '
-    'enqueue_tasks(array(SELECT jsonb_populate_recordset(NULL::tasktable.task_spec, $1::jsonb))).';
+    'TT012 priority/max_attempts/dedup_key, TT008 not a 1-D array. Without composite types, use enqueue_tasks_json.';
 
 
 -- enqueue_task: one task; wraps enqueue_tasks. Named arguments skip the defaults you do not need:
@@ -253,6 +264,74 @@ RETURN (tasktable.enqueue_tasks(ARRAY[ROW(kind, payload, queue, run_at, priority
 COMMENT ON FUNCTION tasktable.enqueue_task(text, jsonb, text, timestamptz, integer, integer, text) IS
     'Enqueue one task in the caller''s transaction and return its id (or the id of the live task with the same '
     'queue and dedup_key). run_at NULL = now; max_attempts NULL = the queue''s. Errors as enqueue_tasks.';
+
+
+-- enqueue_tasks_json: enqueue_tasks for callers without composite types (any driver can send text):
+--   SELECT tasktable.enqueue_tasks_json('[{"kind": "send_email", "payload": {"to": "a@example.com"}},
+--                                         {"kind": "resize", "queue": "images", "priority": 5}]');
+-- Each element is an object with the task_spec fields; unknown fields and wrong JSON types are refused
+-- (TT012) rather than ignored, so a typo such as "queu" never sends a task to the wrong queue.
+CREATE FUNCTION tasktable.enqueue_tasks_json(specs jsonb)
+RETURNS bigint[]
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    bad       record;
+    converted tasktable.task_spec[];
+BEGIN
+    IF specs IS NULL OR jsonb_typeof(specs) <> 'array' THEN
+        RAISE EXCEPTION 'tasktable: specs must be a JSON array of task objects'
+            USING ERRCODE = 'TT008', HINT = 'e.g. [{"kind": "send_email", "payload": {"to": "a@example.com"}}]';
+    END IF;
+
+    SELECT e.ord, CASE
+               WHEN jsonb_typeof(e.spec) <> 'object' THEN 'must be a JSON object'
+               WHEN u.key IS NOT NULL THEN format('has an unknown field %L', u.key)
+               WHEN jsonb_typeof(e.spec -> 'kind') NOT IN ('string', 'null') THEN 'kind must be a string'
+               WHEN jsonb_typeof(e.spec -> 'queue') NOT IN ('string', 'null') THEN 'queue must be a string'
+               WHEN jsonb_typeof(e.spec -> 'run_at') NOT IN ('string', 'null') THEN 'run_at must be a timestamp string'
+               WHEN jsonb_typeof(e.spec -> 'dedup_key') NOT IN ('string', 'null') THEN 'dedup_key must be a string'
+               WHEN jsonb_typeof(e.spec -> 'priority') NOT IN ('number', 'null') THEN 'priority must be an integer'
+               WHEN jsonb_typeof(e.spec -> 'max_attempts') NOT IN ('number', 'null') THEN 'max_attempts must be an integer'
+           END AS problem
+    INTO bad
+    FROM jsonb_array_elements(specs) WITH ORDINALITY AS e (spec, ord)
+    LEFT JOIN LATERAL (
+        SELECT k.key FROM jsonb_object_keys(CASE WHEN jsonb_typeof(e.spec) = 'object' THEN e.spec ELSE '{}' END) AS k (key)
+        WHERE k.key NOT IN ('kind', 'payload', 'queue', 'run_at', 'priority', 'max_attempts', 'dedup_key')
+        LIMIT 1
+    ) u ON true
+    WHERE jsonb_typeof(e.spec) <> 'object' OR u.key IS NOT NULL
+       OR jsonb_typeof(e.spec -> 'kind') NOT IN ('string', 'null')
+       OR jsonb_typeof(e.spec -> 'queue') NOT IN ('string', 'null')
+       OR jsonb_typeof(e.spec -> 'run_at') NOT IN ('string', 'null')
+       OR jsonb_typeof(e.spec -> 'dedup_key') NOT IN ('string', 'null')
+       OR jsonb_typeof(e.spec -> 'priority') NOT IN ('number', 'null')
+       OR jsonb_typeof(e.spec -> 'max_attempts') NOT IN ('number', 'null')
+    ORDER BY e.ord
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'tasktable: task % of the batch %', bad.ord, bad.problem
+            USING ERRCODE = 'TT012', HINT = 'Fields: kind, payload, queue, run_at, priority, max_attempts, dedup_key.';
+    END IF;
+
+    BEGIN
+        SELECT array_agg(ROW(e.spec ->> 'kind', nullif(e.spec -> 'payload', 'null'::jsonb), e.spec ->> 'queue',
+                             (e.spec ->> 'run_at')::timestamptz, (e.spec ->> 'priority')::integer,
+                             (e.spec ->> 'max_attempts')::integer, e.spec ->> 'dedup_key')::tasktable.task_spec
+                         ORDER BY e.ord)
+        INTO converted
+        FROM jsonb_array_elements(specs) WITH ORDINALITY AS e (spec, ord);
+    EXCEPTION WHEN data_exception THEN
+        RAISE EXCEPTION 'tasktable: invalid task field: %', SQLERRM
+            USING ERRCODE = 'TT012', HINT = 'run_at is a timestamp such as 2030-01-01T09:00:00Z; priority and max_attempts are integers.';
+    END;
+    RETURN tasktable.enqueue_tasks(converted);
+END
+$$;
+COMMENT ON FUNCTION tasktable.enqueue_tasks_json(jsonb) IS
+    'enqueue_tasks for any driver: a JSON array of {kind, payload, queue, run_at, priority, max_attempts, '
+    'dedup_key} objects; returns the ids in input order. Unknown fields or wrong JSON types raise TT012; '
+    'otherwise the errors of enqueue_tasks.';
 
 
 -- claim_tasks: the hot path, one statement. Up to n ready tasks (queued, run_at <= now(), queue not paused),
@@ -330,9 +409,10 @@ CREATE FUNCTION tasktable._check_task_refs(ids bigint[], attempts integer[])
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
-    IF ids IS NULL OR attempts IS NULL OR cardinality(ids) <> cardinality(attempts) OR array_position(ids, NULL) IS NOT NULL THEN
+    IF ids IS NULL OR attempts IS NULL OR array_ndims(ids) > 1 OR array_ndims(attempts) > 1
+       OR cardinality(ids) <> cardinality(attempts) OR array_position(ids, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'tasktable: ids and attempts must be non-null arrays of equal length'
-            USING ERRCODE = 'TT008', HINT = 'Pass each task''s id with the attempt number claim_tasks returned for it.';
+            USING ERRCODE = 'TT008', HINT = 'Pass one-dimensional arrays: each task''s id with the attempt number claim_tasks returned for it.';
     END IF;
     IF EXISTS (SELECT FROM unnest(attempts) AS a WHERE a IS NULL OR a < 1) THEN
         RAISE EXCEPTION 'tasktable: attempt numbers must be 1 or more'
@@ -353,9 +433,13 @@ DECLARE
     done bigint[];
 BEGIN
     PERFORM tasktable._check_task_refs(ids, attempts);
-    IF results IS NOT NULL AND cardinality(results) <> cardinality(ids) THEN
+    IF results IS NOT NULL AND (array_ndims(results) > 1 OR cardinality(results) <> cardinality(ids)) THEN
         RAISE EXCEPTION 'tasktable: results must be NULL or as long as ids'
             USING ERRCODE = 'TT008', HINT = 'Pass one result (or NULL) per task.';
+    END IF;
+    IF results IS NOT NULL AND EXISTS (SELECT FROM unnest(results) r WHERE octet_length(r::text) > 1048576) THEN
+        RAISE EXCEPTION 'tasktable: task result exceeds 1 MB'
+            USING ERRCODE = 'TT003', HINT = 'Store large results in a table and return its key.';
     END IF;
 
     WITH completed AS (
@@ -496,14 +580,15 @@ COMMENT ON FUNCTION tasktable.extend_lease(bigint[], integer[], interval) IS
 
 
 -- snooze_task: the handler asks to run again later. Not a failure: the attempt does not count toward
--- max_attempts (the task's max_attempts is raised by one).
+-- max_attempts (the task's max_attempts is raised by one; from then on the task keeps its own limit
+-- instead of following later changes of its queue's max_attempts).
 CREATE FUNCTION tasktable.snooze_task(id bigint, attempt integer, delay interval)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     PERFORM tasktable._check_task_refs(ARRAY[id], ARRAY[attempt]);
-    IF delay IS NULL OR delay < interval '0' THEN
-        RAISE EXCEPTION 'tasktable: snooze delay must be zero or more, got %', coalesce(delay::text, 'NULL')
+    IF delay IS NULL OR delay NOT BETWEEN interval '0' AND interval '10 years' THEN
+        RAISE EXCEPTION 'tasktable: snooze delay must be between 0 and 10 years, got %', coalesce(delay::text, 'NULL')
             USING ERRCODE = 'TT007', HINT = 'e.g. interval ''5 minutes''.';
     END IF;
 
@@ -511,7 +596,7 @@ BEGIN
     SET state = 'queued',
         run_at = now() + snooze_task.delay,
         lease_expires_at = NULL,
-        max_attempts = coalesce(t.max_attempts, q.max_attempts) + 1
+        max_attempts = greatest(t.attempt, coalesce(t.max_attempts, q.max_attempts)) + 1
     FROM tasktable.queue q
     WHERE t.id = snooze_task.id AND t.attempt = snooze_task.attempt AND t.state = 'running' AND q.name = t.queue;
     RETURN FOUND;
@@ -582,14 +667,20 @@ BEGIN
             USING ERRCODE = 'TT011', HINT = 'Wait for or cancel the live task first.';
     END IF;
 
-    UPDATE tasktable.task t
-    SET state = 'queued',
-        run_at = now(),
-        finished_at = NULL,
-        max_attempts = CASE WHEN t.attempt >= coalesce(t.max_attempts, q.max_attempts) THEN t.attempt + 1
-                            ELSE t.max_attempts END
-    FROM tasktable.queue q
-    WHERE t.id = cur.id AND q.name = t.queue;
+    BEGIN
+        UPDATE tasktable.task t
+        SET state = 'queued',
+            run_at = now(),
+            finished_at = NULL,
+            max_attempts = CASE WHEN t.attempt >= coalesce(t.max_attempts, q.max_attempts) THEN t.attempt + 1
+                                ELSE t.max_attempts END
+        FROM tasktable.queue q
+        WHERE t.id = cur.id AND q.name = t.queue;
+    EXCEPTION WHEN unique_violation THEN
+        -- a concurrent transaction made a task with the same dedup_key live after the check above
+        RAISE EXCEPTION 'tasktable: task % cannot be retried while another task with the same dedup_key is live', cur.id
+            USING ERRCODE = 'TT011', HINT = 'Wait for or cancel the live task first.';
+    END;
     PERFORM pg_notify('tasktable', cur.queue);
     RETURN 'queued';
 END
@@ -615,10 +706,13 @@ BEGIN
     END IF;
     SELECT coalesce(array_agg(e.id), '{}'), coalesce(array_agg(e.attempt), '{}') INTO expired_ids, expired_attempts
     FROM (
+        -- Locked until the end of this call: a heartbeat in flight holds the row, so it is skipped here
+        -- rather than rescued from under a live worker; a committed heartbeat fails the recheck.
         SELECT t.id, t.attempt FROM tasktable.task t
         WHERE t.state = 'running' AND t.lease_expires_at < now()
         ORDER BY t.lease_expires_at
         LIMIT max_rows
+        FOR UPDATE SKIP LOCKED
     ) e;
 
     RETURN (SELECT count(*) FROM tasktable.fail_tasks(
@@ -632,7 +726,7 @@ COMMENT ON FUNCTION tasktable.rescue_expired_tasks(integer) IS
 
 
 -- prune_tasks: retention. Deletes finished tasks older than their queue's retention (dead_retention for
--- dead tasks), oldest first, at most max_rows per call so each call stays short.
+-- dead tasks), at most max_rows per call so each call stays short; call it until it returns 0.
 CREATE FUNCTION tasktable.prune_tasks(max_rows integer DEFAULT 10000)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE AS $$
@@ -643,15 +737,23 @@ BEGIN
         RAISE EXCEPTION 'tasktable: max_rows must be 1 or more, got %', coalesce(max_rows::text, 'NULL')
             USING ERRCODE = 'TT005', HINT = 'Leave it out for the default of 10000 per call.';
     END IF;
-    WITH doomed AS (
-        SELECT t.id
-        FROM tasktable.task t
-        JOIN tasktable.queue q ON q.name = t.queue
-        WHERE t.finished_at IS NOT NULL
-          AND t.finished_at < now() - CASE WHEN t.state = 'dead' THEN q.dead_retention ELSE q.retention END
-        ORDER BY t.finished_at
+    -- One index range per (queue, final state): finished_at below that pair's cutoff.
+    WITH policy AS (
+        SELECT q.name, k.state, now() - k.keep AS cutoff
+        FROM tasktable.queue q
+        CROSS JOIN LATERAL (VALUES ('succeeded'::tasktable.task_state, q.retention),
+                                   ('cancelled'::tasktable.task_state, q.retention),
+                                   ('dead'::tasktable.task_state, q.dead_retention)) AS k (state, keep)
+    ), doomed AS (
+        SELECT d.id
+        FROM policy p
+        CROSS JOIN LATERAL (
+            SELECT t.id FROM tasktable.task t
+            WHERE t.queue = p.name AND t.state = p.state AND t.finished_at IS NOT NULL AND t.finished_at < p.cutoff
+            LIMIT max_rows
+            FOR UPDATE OF t SKIP LOCKED
+        ) d
         LIMIT max_rows
-        FOR UPDATE OF t SKIP LOCKED
     )
     DELETE FROM tasktable.task t USING doomed WHERE t.id = doomed.id;
     GET DIAGNOSTICS pruned = ROW_COUNT;
@@ -659,8 +761,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION tasktable.prune_tasks(integer) IS
-    'Delete finished tasks past their queue''s retention (dead_retention for dead ones), oldest first, at most '
-    'max_rows per call. Returns how many were deleted. Error: TT005.';
+    'Delete finished tasks past their queue''s retention (dead_retention for dead ones), at most max_rows per '
+    'call. Returns how many were deleted. Error: TT005.';
 
 
 CREATE VIEW tasktable.queue_stats AS
@@ -678,3 +780,22 @@ LEFT JOIN tasktable.task t ON t.queue = q.name
 GROUP BY q.name, q.paused;
 COMMENT ON VIEW tasktable.queue_stats IS
     'Per queue: tasks by state (ready = queued and due now), and how long the oldest ready task has waited.';
+
+
+-- Serves the dashboard's throughput chart from task_finished_idx: finished tasks per queue and minute,
+-- over the last hour (rows pruned by retention no longer count).
+CREATE VIEW tasktable.task_throughput AS
+SELECT q.name AS queue,
+       date_trunc('minute', f.finished_at) AS minute,
+       count(*) FILTER (WHERE f.state = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE f.state = 'dead') AS dead,
+       count(*) FILTER (WHERE f.state = 'cancelled') AS cancelled
+FROM tasktable.queue q
+CROSS JOIN unnest(ARRAY['succeeded', 'dead', 'cancelled']::tasktable.task_state[]) AS s (state)
+CROSS JOIN LATERAL (
+    SELECT t.state, t.finished_at FROM tasktable.task t
+    WHERE t.queue = q.name AND t.state = s.state AND t.finished_at >= date_trunc('minute', now()) - interval '59 minutes'
+) f
+GROUP BY q.name, date_trunc('minute', f.finished_at);
+COMMENT ON VIEW tasktable.task_throughput IS
+    'Finished tasks per queue and minute over the last hour: succeeded, dead, cancelled.';

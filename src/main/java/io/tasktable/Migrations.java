@@ -6,6 +6,7 @@ import javax.sql.DataSource;
 
 import org.flywaydb.core.Flyway;
 import org.flywaydb.core.api.MigrationInfo;
+import org.flywaydb.core.api.MigrationInfoService;
 import org.flywaydb.core.api.MigrationState;
 import org.flywaydb.core.api.output.MigrateResult;
 
@@ -36,6 +37,22 @@ public final class Migrations {
         }
         MigrateResult result = flyway.migrate();
         return result.migrationsExecuted;
+    }
+
+    /**
+     * Where the database's schema stands against this build: {@code current}, {@code pending N} (run
+     * migrate) or {@code newer V} (the database was migrated by a newer tasktable).
+     */
+    public static String state(DataSource dataSource) {
+        MigrationInfoService info = flyway(dataSource).info();
+        MigrationInfo[] applied = info.applied();
+        for (int i = applied.length - 1; i >= 0; i--) {
+            if (applied[i].getState() == MigrationState.FUTURE_SUCCESS || applied[i].getState() == MigrationState.FUTURE_FAILED) {
+                return "newer " + applied[i].getVersion();
+            }
+        }
+        int pending = info.pending().length;
+        return pending == 0 ? "current" : "pending " + pending;
     }
 
     static Flyway flyway(DataSource dataSource) {

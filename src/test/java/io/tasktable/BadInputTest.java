@@ -73,8 +73,15 @@ class BadInputTest {
                 bad("TT012", "SELECT tasktable.enqueue_task('k', dedup_key => '')"),
                 bad("TT001", "SELECT tasktable.enqueue_tasks(ARRAY[ROW('ok', '{}', NULL, NULL, NULL, NULL, NULL), "
                         + "ROW(NULL, '{}', NULL, NULL, NULL, NULL, NULL)]::tasktable.task_spec[])"),
-                bad("TT004", "SELECT tasktable.enqueue_tasks(array(SELECT jsonb_populate_recordset(NULL::tasktable.task_spec, "
-                        + "'[{\"kind\": \"ok\"}, {\"kind\": \"ok\", \"queue\": \"nope\"}]')))"),
+                bad("TT004", "SELECT tasktable.enqueue_tasks_json('[{\"kind\": \"ok\"}, {\"kind\": \"ok\", \"queue\": \"nope\"}]')"),
+                bad("TT008", "SELECT tasktable.enqueue_tasks(ARRAY[[ROW('a', '{}', NULL, NULL, NULL, NULL, NULL)::tasktable.task_spec]])"),
+                bad("TT008", "SELECT tasktable.enqueue_tasks_json('{\"kind\": \"not an array\"}')"),
+                bad("TT012", "SELECT tasktable.enqueue_tasks_json('[{\"kind\": \"a\", \"queu\": \"mail\"}]')"),
+                bad("TT012", "SELECT tasktable.enqueue_tasks_json('[{\"kind\": \"a\", \"priority\": \"high\"}]')"),
+                bad("TT012", "SELECT tasktable.enqueue_tasks_json('[{\"kind\": \"a\", \"priority\": 1e10}]')"),
+                bad("TT012", "SELECT tasktable.enqueue_tasks_json('[{\"kind\": \"a\", \"run_at\": \"soon\"}]')"),
+                bad("TT012", "SELECT tasktable.enqueue_tasks_json('[42]')"),
+                bad("TT001", "SELECT tasktable.enqueue_tasks_json('[{\"payload\": {}}]')"),
                 // claim_tasks
                 bad("TT005", "SELECT * FROM tasktable.claim_tasks(0, 'w')"),
                 bad("TT005", "SELECT * FROM tasktable.claim_tasks(-1, 'w')"),
@@ -102,6 +109,9 @@ class BadInputTest {
                 bad("TT008", "SELECT tasktable.extend_lease(ARRAY[2], ARRAY[1, 1])"),
                 bad("TT007", "SELECT tasktable.snooze_task(2, 1, interval '-1 minute')"),
                 bad("TT007", "SELECT tasktable.snooze_task(2, 1, NULL)"),
+                bad("TT007", "SELECT tasktable.snooze_task(2, 1, interval '1000000 years')"),
+                bad("TT008", "SELECT tasktable.complete_tasks('{{2}}', '{{1}}')"),
+                bad("TT003", "SELECT tasktable.complete_task(2, 1, jsonb_build_object('blob', repeat('x', 1100000)))"),
                 bad("TT009", "SELECT tasktable.snooze_task(2, 0, interval '1 minute')"),
                 // admin
                 bad("TT010", "SELECT tasktable.cancel_task(NULL)"),

@@ -56,7 +56,7 @@ final class JdbcQueueApi implements QueueApi {
 
     @Override
     public List<Long> enqueueAll(Connection c, List<Spec> specs) throws SQLException {
-        // The documented way for languages without composite-type support: a JSON array of specs.
+        // The documented way for drivers without composite types: a JSON array of specs.
         StringBuilder json = new StringBuilder("[");
         for (Spec s : specs) {
             if (json.length() > 1) {
@@ -72,8 +72,7 @@ final class JdbcQueueApi implements QueueApi {
                     .append('}');
         }
         json.append(']');
-        try (PreparedStatement ps = c.prepareStatement("SELECT tasktable.enqueue_tasks(array("
-                + "SELECT jsonb_populate_recordset(NULL::tasktable.task_spec, ?::jsonb)))")) {
+        try (PreparedStatement ps = c.prepareStatement("SELECT tasktable.enqueue_tasks_json(?::jsonb)")) {
             ps.setString(1, json.toString());
             try (ResultSet rs = ps.executeQuery()) {
                 return longs(rs);

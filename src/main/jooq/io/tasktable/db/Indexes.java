@@ -24,6 +24,6 @@ public class Indexes {
 
     public static final Index TASK_CLAIM_IDX = Internal.createIndex(DSL.name("task_claim_idx"), Task.TASK, new OrderField[] { Task.TASK.PRIORITY.desc(), Task.TASK.RUN_AT, Task.TASK.ID }, false);
     public static final Index TASK_DEDUP_IDX = Internal.createIndex(DSL.name("task_dedup_idx"), Task.TASK, new OrderField[] { Task.TASK.QUEUE, Task.TASK.DEDUP_KEY }, true);
-    public static final Index TASK_FINISHED_IDX = Internal.createIndex(DSL.name("task_finished_idx"), Task.TASK, new OrderField[] { Task.TASK.FINISHED_AT }, false);
+    public static final Index TASK_FINISHED_IDX = Internal.createIndex(DSL.name("task_finished_idx"), Task.TASK, new OrderField[] { Task.TASK.QUEUE, Task.TASK.STATE, Task.TASK.FINISHED_AT }, false);
     public static final Index TASK_LEASE_IDX = Internal.createIndex(DSL.name("task_lease_idx"), Task.TASK, new OrderField[] { Task.TASK.LEASE_EXPIRES_AT }, false);
 }

@@ -10,6 +10,7 @@ import io.tasktable.db.routines.CompleteTask;
 import io.tasktable.db.routines.CompleteTasks;
 import io.tasktable.db.routines.EnqueueTask;
 import io.tasktable.db.routines.EnqueueTasks;
+import io.tasktable.db.routines.EnqueueTasksJson;
 import io.tasktable.db.routines.ExtendLease;
 import io.tasktable.db.routines.FailTask;
 import io.tasktable.db.routines.PruneTasks;
@@ -338,6 +339,44 @@ public class Routines {
           Field<TaskSpecRecord[]> specs
     ) {
         EnqueueTasks f = new EnqueueTasks();
+        f.setSpecs(specs);
+
+        return f.asField();
+    }
+
+    /**
+     * Call <code>tasktable.enqueue_tasks_json</code>
+     */
+    public static Long[] enqueueTasksJson(
+          Configuration configuration
+        , JSONB specs
+    ) {
+        EnqueueTasksJson f = new EnqueueTasksJson();
+        f.setSpecs(specs);
+
+        f.execute(configuration);
+        return f.getReturnValue();
+    }
+
+    /**
+     * Get <code>tasktable.enqueue_tasks_json</code> as a field.
+     */
+    public static Field<Long[]> enqueueTasksJson(
+          JSONB specs
+    ) {
+        EnqueueTasksJson f = new EnqueueTasksJson();
+        f.setSpecs(specs);
+
+        return f.asField();
+    }
+
+    /**
+     * Get <code>tasktable.enqueue_tasks_json</code> as a field.
+     */
+    public static Field<Long[]> enqueueTasksJson(
+          Field<JSONB> specs
+    ) {
+        EnqueueTasksJson f = new EnqueueTasksJson();
         f.setSpecs(specs);
 
         return f.asField();

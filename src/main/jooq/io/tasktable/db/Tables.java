@@ -9,6 +9,7 @@ import io.tasktable.db.tables.FailTasks;
 import io.tasktable.db.tables.Queue;
 import io.tasktable.db.tables.QueueStats;
 import io.tasktable.db.tables.Task;
+import io.tasktable.db.tables.TaskThroughput;
 import io.tasktable.db.tables.records.FailTasksRecord;
 import io.tasktable.db.tables.records.TaskRecord;
 
@@ -171,4 +172,10 @@ public class Tables {
      * One row per task. Change it only through the tasktable functions.
      */
     public static final Task TASK = Task.TASK;
+
+    /**
+     * Finished tasks per queue and minute over the last hour: succeeded, dead,
+     * cancelled.
+     */
+    public static final TaskThroughput TASK_THROUGHPUT = TaskThroughput.TASK_THROUGHPUT;
 }

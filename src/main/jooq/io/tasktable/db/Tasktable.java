@@ -9,6 +9,7 @@ import io.tasktable.db.tables.FailTasks;
 import io.tasktable.db.tables.Queue;
 import io.tasktable.db.tables.QueueStats;
 import io.tasktable.db.tables.Task;
+import io.tasktable.db.tables.TaskThroughput;
 import io.tasktable.db.tables.records.FailTasksRecord;
 import io.tasktable.db.tables.records.TaskRecord;
 import io.tasktable.db.udt.TaskSpec;
@@ -188,6 +189,12 @@ public class Tasktable extends SchemaImpl {
     public final Task TASK = Task.TASK;
 
     /**
+     * Finished tasks per queue and minute over the last hour: succeeded, dead,
+     * cancelled.
+     */
+    public final TaskThroughput TASK_THROUGHPUT = TaskThroughput.TASK_THROUGHPUT;
+
+    /**
      * No further instances allowed
      */
     private Tasktable() {
@@ -207,7 +214,8 @@ public class Tasktable extends SchemaImpl {
             FailTasks.FAIL_TASKS,
             Queue.QUEUE,
             QueueStats.QUEUE_STATS,
-            Task.TASK
+            Task.TASK,
+            TaskThroughput.TASK_THROUGHPUT
         );
     }
 

@@ -21,9 +21,8 @@ import org.jooq.impl.SQLDataType;
  * in the caller's transaction: the tasks exist iff it commits. A spec matching
  * a live (queued or running) task's (queue, dedup_key) returns that task's id
  * instead. Errors: TT001 kind, TT002 payload type, TT003 payload size, TT004
- * unknown queue, TT012 priority/max_attempts/dedup_key. From other languages:
- * enqueue_tasks(array(SELECT
- * jsonb_populate_recordset(NULL::tasktable.task_spec, $1::jsonb))).
+ * unknown queue, TT012 priority/max_attempts/dedup_key, TT008 not a 1-D array.
+ * Without composite types, use enqueue_tasks_json.
  */
 @SuppressWarnings({ "all", "unchecked", "rawtypes", "this-escape" })
 public class EnqueueTasks extends AbstractRoutine<Long[]> {
@@ -44,7 +43,7 @@ public class EnqueueTasks extends AbstractRoutine<Long[]> {
      * Create a new routine call instance
      */
     public EnqueueTasks() {
-        super("enqueue_tasks", Tasktable.TASKTABLE, DSL.comment("Enqueue many tasks in one statement; returns their ids in input order. Runs in the caller's transaction: the tasks exist iff it commits. A spec matching a live (queued or running) task's (queue, dedup_key) returns that task's id instead. Errors: TT001 kind, TT002 payload type, TT003 payload size, TT004 unknown queue, TT012 priority/max_attempts/dedup_key. From other languages: enqueue_tasks(array(SELECT jsonb_populate_recordset(NULL::tasktable.task_spec, $1::jsonb)))."), SQLDataType.BIGINT.array());
+        super("enqueue_tasks", Tasktable.TASKTABLE, DSL.comment("Enqueue many tasks in one statement; returns their ids in input order. Runs in the caller's transaction: the tasks exist iff it commits. A spec matching a live (queued or running) task's (queue, dedup_key) returns that task's id instead. Errors: TT001 kind, TT002 payload type, TT003 payload size, TT004 unknown queue, TT012 priority/max_attempts/dedup_key, TT008 not a 1-D array. Without composite types, use enqueue_tasks_json."), SQLDataType.BIGINT.array());
 
         setReturnParameter(RETURN_VALUE);
         addInParameter(SPECS);

@@ -16,8 +16,8 @@ import org.jooq.impl.SQLDataType;
 
 /**
  * Delete finished tasks past their queue's retention (dead_retention for dead
- * ones), oldest first, at most max_rows per call. Returns how many were
- * deleted. Error: TT005.
+ * ones), at most max_rows per call. Returns how many were deleted. Error:
+ * TT005.
  */
 @SuppressWarnings({ "all", "unchecked", "rawtypes", "this-escape" })
 public class PruneTasks extends AbstractRoutine<Integer> {
@@ -38,7 +38,7 @@ public class PruneTasks extends AbstractRoutine<Integer> {
      * Create a new routine call instance
      */
     public PruneTasks() {
-        super("prune_tasks", Tasktable.TASKTABLE, DSL.comment("Delete finished tasks past their queue's retention (dead_retention for dead ones), oldest first, at most max_rows per call. Returns how many were deleted. Error: TT005."), SQLDataType.INTEGER);
+        super("prune_tasks", Tasktable.TASKTABLE, DSL.comment("Delete finished tasks past their queue's retention (dead_retention for dead ones), at most max_rows per call. Returns how many were deleted. Error: TT005."), SQLDataType.INTEGER);
 
         setReturnParameter(RETURN_VALUE);
         addInParameter(MAX_ROWS);

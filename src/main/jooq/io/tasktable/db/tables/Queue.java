@@ -219,12 +219,13 @@ public class Queue extends TableImpl<QueueRecord> {
         return Arrays.asList(
             Internal.createCheck(this, DSL.name("backoff_base_positive"), "((backoff_base > '00:00:00'::interval))", true),
             Internal.createCheck(this, DSL.name("backoff_cap_at_least_base"), "((backoff_cap >= backoff_base))", true),
+            Internal.createCheck(this, DSL.name("backoff_cap_at_most_30_days"), "((backoff_cap <= '30 days'::interval))", true),
             Internal.createCheck(this, DSL.name("backoff_factor_in_range"), "(((backoff_factor >= (1)::double precision) AND (backoff_factor <= (10)::double precision)))", true),
             Internal.createCheck(this, DSL.name("backoff_jitter_in_range"), "(((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision)))", true),
             Internal.createCheck(this, DSL.name("lease_in_range"), "(((lease >= '00:00:01'::interval) AND (lease <= '1 day'::interval)))", true),
             Internal.createCheck(this, DSL.name("max_attempts_in_range"), "(((max_attempts >= 1) AND (max_attempts <= 1000)))", true),
             Internal.createCheck(this, DSL.name("queue_name_valid"), "((name ~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$'::text))", true),
-            Internal.createCheck(this, DSL.name("retention_not_negative"), "(((retention >= '00:00:00'::interval) AND (dead_retention >= '00:00:00'::interval)))", true)
+            Internal.createCheck(this, DSL.name("retention_in_range"), "((((retention >= '00:00:00'::interval) AND (retention <= '100 years'::interval)) AND ((dead_retention >= '00:00:00'::interval) AND (dead_retention <= '100 years'::interval))))", true)
         );
     }
 

@@ -263,6 +263,7 @@ public class Task extends TableImpl<TaskRecord> {
             Internal.createCheck(this, DSL.name("payload_object_or_array"), "((jsonb_typeof(payload) = ANY (ARRAY['object'::text, 'array'::text])))", true),
             Internal.createCheck(this, DSL.name("payload_size_limit"), "((octet_length((payload)::text) <= 1048576))", true),
             Internal.createCheck(this, DSL.name("priority_in_range"), "(((priority >= '-1000'::integer) AND (priority <= 1000)))", true),
+            Internal.createCheck(this, DSL.name("result_size_limit"), "((octet_length((result)::text) <= 1048576))", true),
             Internal.createCheck(this, DSL.name("running_has_lease"), "(((state = 'running'::tasktable.task_state) = (lease_expires_at IS NOT NULL)))", true)
         );
     }
