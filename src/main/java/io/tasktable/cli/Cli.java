@@ -5,6 +5,11 @@ import java.sql.SQLException;
 import javax.sql.DataSource;
 
 import org.postgresql.ds.PGSimpleDataSource;
+import org.postgresql.util.PSQLException;
+import org.postgresql.util.ServerErrorMessage;
+
+import com.zaxxer.hikari.HikariConfig;
+import com.zaxxer.hikari.HikariDataSource;
 
 import io.tasktable.DatabaseUrl;
 
@@ -33,6 +38,22 @@ final class Cli {
         return dataSource;
     }
 
+    /** A connection pool for long-running commands; sized by the caller, named so operators can spot it. */
+    static HikariDataSource pool(DatabaseUrl url, int size) {
+        HikariConfig config = new HikariConfig();
+        config.setJdbcUrl(url.jdbcUrl());
+        config.setUsername(url.user());
+        if (!url.password().isEmpty()) {
+            config.setPassword(url.password());
+        }
+        config.setMaximumPoolSize(size);
+        config.setPoolName("tasktable");
+        config.addDataSourceProperty("ApplicationName", "tasktable");
+        // Fail fast with the driver's own message when the database is unreachable at start.
+        config.setInitializationFailTimeout(10_000);
+        return new HikariDataSource(config);
+    }
+
     /** The most useful single line about a failure: the outermost SQL error's message, else the root cause's. */
     static String oneLine(Throwable e) {
         Throwable best = null;
@@ -42,6 +63,11 @@ final class Cli {
                 best = t;
             }
             root = t;
+        }
+        if (best instanceof PSQLException pg && pg.getServerErrorMessage() != null) {
+            ServerErrorMessage server = pg.getServerErrorMessage();
+            String text = server.getMessage().replaceFirst("^tasktable: ", "");
+            return server.getHint() == null ? text : text + " (" + server.getHint() + ")";
         }
         Throwable chosen = best != null ? best : root;
         String message = chosen.getMessage() == null ? chosen.getClass().getSimpleName() : chosen.getMessage();

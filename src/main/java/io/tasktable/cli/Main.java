@@ -2,19 +2,24 @@ package io.tasktable.cli;
 
 import java.util.concurrent.Callable;
 
+import org.slf4j.bridge.SLF4JBridgeHandler;
+
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
 /** {@code java -jar tasktable.jar COMMAND}: the tasktable command line. */
 @Command(name = "tasktable", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = "A PostgreSQL task queue whose rules live in the database.",
-        subcommands = {MigrateCommand.class, CommandLine.HelpCommand.class},
+        subcommands = {MigrateCommand.class, ServeCommand.class, EnqueueCommand.class, StatsCommand.class,
+                CommandLine.HelpCommand.class},
         footer = {"", "Every command reads the database from DATABASE_URL "
                 + "(postgresql://user:password@host:port/db or jdbc:postgresql://...);",
                 "unset, it is postgresql://127.0.0.1:5432/postgres as the current OS user."})
 public final class Main implements Callable<Integer> {
 
     public static void main(String[] args) {
+        SLF4JBridgeHandler.removeHandlersForRootLogger();
+        SLF4JBridgeHandler.install();
         System.exit(commandLine().execute(args));
     }
 

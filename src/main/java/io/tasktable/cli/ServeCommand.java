@@ -1,0 +1,80 @@
+package io.tasktable.cli;
+
+import java.util.Optional;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+
+import com.zaxxer.hikari.HikariDataSource;
+
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+import io.tasktable.DatabaseUrl;
+import io.tasktable.Migrations;
+import io.tasktable.server.ServerOptions;
+import io.tasktable.server.TaskMetrics;
+import io.tasktable.server.TaskServer;
+
+@Command(name = "serve", mixinStandardHelpOptions = true,
+        description = {"Run the HTTP server: JSON API under /api, dashboard at /, /health and /metrics.",
+                "Mutating endpoints require 'Authorization: Bearer <token>' when TASKTABLE_API_TOKEN is set."})
+final class ServeCommand implements Callable<Integer> {
+
+    /** Environment variable holding the API token; a flag would leak it into the process list. */
+    static final String TOKEN_ENV = "TASKTABLE_API_TOKEN";
+
+    @Spec
+    private CommandSpec spec;
+
+    @Option(names = "--host", defaultValue = "${env:TASKTABLE_HOST:-" + ServerOptions.DEFAULT_HOST + "}",
+            description = "Interface to listen on (default: ${DEFAULT-VALUE}, env TASKTABLE_HOST).")
+    private String host;
+
+    @Option(names = "--port", defaultValue = "${env:TASKTABLE_PORT:-" + ServerOptions.DEFAULT_PORT + "}",
+            description = "TCP port, 0 for any free one (default: ${DEFAULT-VALUE}, env TASKTABLE_PORT).")
+    private int port;
+
+    @Option(names = "--no-migrate", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "Apply pending migrations before serving (default: yes; --no-migrate to skip).")
+    private boolean migrate;
+
+    @Option(names = "--max-body-bytes", defaultValue = "" + ServerOptions.DEFAULT_MAX_BODY_BYTES,
+            description = "Largest request body accepted; larger ones get 413 (default: ${DEFAULT-VALUE}).")
+    private long maxBodyBytes;
+
+    @Option(names = "--allow-open-access",
+            description = "Allow listening on a non-loopback address without TASKTABLE_API_TOKEN.")
+    private boolean allowOpenAccess;
+
+    @Option(names = "--pool-size", defaultValue = "10",
+            description = "Database connections for the API (default: ${DEFAULT-VALUE}).")
+    private int poolSize;
+
+    @Override
+    public Integer call() throws InterruptedException {
+        ServerOptions options = new ServerOptions(host, port, Optional.ofNullable(System.getenv(TOKEN_ENV)),
+                maxBodyBytes, allowOpenAccess);
+        DatabaseUrl url = DatabaseUrl.fromEnvironment();
+        CountDownLatch stopped = new CountDownLatch(1);
+        try (HikariDataSource pool = Cli.pool(url, poolSize)) {
+            if (migrate) {
+                int applied = Migrations.migrate(pool);
+                if (applied > 0) {
+                    spec.commandLine().getErr().println("tasktable: applied " + applied + " migration(s) to " + url);
+                }
+            }
+            TaskServer server = TaskServer.start(pool, options, new TaskMetrics());
+            Runtime.getRuntime().addShutdownHook(Thread.ofPlatform().unstarted(() -> {
+                server.close();
+                stopped.countDown();
+            }));
+            spec.commandLine().getOut().println("tasktable: serving http://" + options.host() + ":" + server.port()
+                    + "/ (database " + url + ")");
+            spec.commandLine().getOut().flush();
+            stopped.await();
+        }
+        return Cli.EXIT_OK;
+    }
+}
