@@ -62,6 +62,7 @@ final class Json {
         ObjectNode counts = n.putObject("counts");
         counts.put("queued", stats.getQueued());
         counts.put("ready", stats.getReady());
+        counts.put("scheduled", stats.getQueued() - stats.getReady());
         counts.put("running", stats.getRunning());
         counts.put("succeeded", stats.getSucceeded());
         counts.put("dead", stats.getDead());

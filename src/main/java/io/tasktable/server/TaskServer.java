@@ -17,6 +17,7 @@ import org.slf4j.LoggerFactory;
 import io.helidon.health.HealthCheckResponse;
 import io.helidon.health.HealthCheckType;
 import io.helidon.http.HeaderNames;
+import io.helidon.http.HttpException;
 import io.helidon.http.Method;
 import io.helidon.http.Status;
 import io.helidon.webserver.WebServer;
@@ -98,6 +99,9 @@ public final class TaskServer implements AutoCloseable {
                         .welcome("index.html")
                         .build()))
                 .error(Problem.class, (req, res, e) -> e.send(res))
+                .error(HttpException.class, (req, res, e) -> Problem.send(res, e.status(),
+                        e.status().code() == 404 ? "not-found" : "http-error",
+                        e.status().code() == 404 ? "no such endpoint: " + req.path().path() : e.getMessage()))
                 .error(Exception.class, (req, res, e) -> {
                     LOG.error("{} {} failed", req.prologue().method(), req.path().path(), e);
                     Problem.send(res, Status.INTERNAL_SERVER_ERROR_500, "internal-error",

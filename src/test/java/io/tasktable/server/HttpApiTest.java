@@ -144,6 +144,7 @@ class HttpApiTest {
         assertProblem(send("GET", "/api/queues/nope", null), 404, "not-found");
         assertProblem(send("PATCH", "/api/queues/nope", "{\"paused\": true}"), 404, "not-found");
         assertProblem(send("GET", "/api/tasks/abc", null), 400, "invalid-request");
+        assertProblem(send("GET", "/no/such/endpoint", null), 404, "not-found");
     }
 
     @Test
