@@ -273,6 +273,8 @@ public final class Worker implements AutoCloseable {
             awaitClosed();
             return;
         }
+        LOG.info("worker {} stopping: no new claims, running tasks have {} ms to finish", id,
+                options.shutdownGrace().toMillis());
         boolean interrupted = false;
         try {
             stopping = true;
