@@ -7,6 +7,7 @@ import static org.awaitility.Awaitility.await;
 import java.sql.Connection;
 import java.sql.SQLException;
 import java.time.Duration;
+import java.util.Collections;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
@@ -64,6 +65,14 @@ class WorkerTest {
 
     private void awaitState(long id, String state) {
         eventually().until(() -> Sql.state(c, id).equals(state));
+    }
+
+    /**
+     * Runs one task to completion: the worker's claim loop has then consumed its start-up (or reconnection)
+     * wake-ups and sleeps on its poll interval, so only a NOTIFY can start the next task early.
+     */
+    private void awaitIdle() {
+        awaitState(client.enqueue(NewTask.of("warm-up", "{}")), "succeeded");
     }
 
     private Map<String, Object> row(long id) throws SQLException {
@@ -212,6 +221,57 @@ class WorkerTest {
     }
 
     @Test
+    void no_more_tasks_run_at_once_than_the_concurrency_limit() throws SQLException {
+        client.enqueueAll(Collections.nCopies(30, NewTask.of("count", "{}")));
+        AtomicInteger now = new AtomicInteger();
+        AtomicInteger most = new AtomicInteger();
+        try (Worker worker = Worker.start(pool, Map.of("count", (task, context) -> {
+            most.accumulateAndGet(now.incrementAndGet(), Math::max);
+            Thread.sleep(20);
+            now.decrementAndGet();
+            return TaskResult.success();
+        }), FAST.withConcurrency(3))) {
+            eventually().until(() -> Sql.count(c, "SELECT count(*) FROM tasktable.task WHERE state = 'succeeded'") == 30);
+        }
+        assertThat(most).hasValue(3);
+    }
+
+    @Test
+    void rescue_runs_in_one_worker_at_a_time_under_the_advisory_lock() throws SQLException {
+        long id = client.enqueue(NewTask.of("noop", "{}"));
+        Sql.value(c, "SELECT count(*) FROM tasktable.claim_tasks(1, 'gone-worker')");
+        Sql.update(c, "UPDATE tasktable.task SET lease_expires_at = now() - interval '1 second' WHERE id = ?", id);
+        try (Connection other = db.connect()) {
+            other.setAutoCommit(false);
+            Sql.value(other, "SELECT pg_advisory_xact_lock(?)", Maintenance.RESCUE_LOCK);
+            try (Worker worker = Worker.start(pool, Map.of("noop", (task, context) -> TaskResult.success()), FAST)) {
+                await().during(Duration.ofMillis(500)).atMost(Duration.ofSeconds(5))
+                        .alias("another session holds the rescue lock: the worker skips its rounds")
+                        .until(() -> Sql.state(c, id).equals("running"));
+                other.commit();
+                awaitState(id, "succeeded");
+            }
+        }
+        assertThat(row(id)).containsEntry("attempt", 2)
+                .containsEntry("last_error", "lease expired: the worker stopped heartbeating");
+    }
+
+    @Test
+    void workers_prune_finished_tasks_past_retention() throws SQLException {
+        Sql.update(c, "UPDATE tasktable.queue SET retention = '1 hour'");
+        long old = client.enqueue(NewTask.of("noop", "{}"));
+        long recent = client.enqueue(NewTask.of("noop", "{}"));
+        try (Worker worker = Worker.start(pool, Map.of("noop", (task, context) -> TaskResult.success()),
+                FAST.withPruneInterval(Duration.ofMillis(100)))) {
+            awaitState(recent, "succeeded");
+            awaitState(old, "succeeded");
+            Sql.update(c, "UPDATE tasktable.task SET finished_at = now() - interval '2 hours' WHERE id = ?", old);
+            eventually().until(() -> Sql.count(c, "SELECT count(*) FROM tasktable.task WHERE id = ?", old) == 0);
+        }
+        assertThat(Sql.state(c, recent)).isEqualTo("succeeded");
+    }
+
+    @Test
     void claimed_tasks_record_the_worker_identity() throws SQLException {
         long id = client.enqueue(NewTask.of("noop", "{}"));
         try (Worker worker = Worker.start(pool, Map.of("noop", (task, context) -> TaskResult.success()), FAST)) {
@@ -224,11 +284,12 @@ class WorkerTest {
     @Test
     void an_idle_worker_starts_a_new_task_long_before_its_poll_interval() throws Exception {
         CountDownLatch started = new CountDownLatch(1);
-        try (Worker worker = Worker.start(pool, Map.of("ping", (task, context) -> {
+        try (Worker worker = Worker.start(pool, Map.of("warm-up", (task, context) -> TaskResult.success(), "ping", (task, context) -> {
             started.countDown();
             return TaskResult.success();
         }), FAST.withPollInterval(Duration.ofSeconds(30)))) {
             eventually().until(() -> !Workers.listeningBackends(c, APP).isEmpty());
+            awaitIdle();
             client.enqueue(NewTask.of("ping", "{}"));
             assertThat(started.await(1, TimeUnit.SECONDS)).as("started within 1 s, poll interval 30 s").isTrue();
         }
@@ -237,13 +298,14 @@ class WorkerTest {
     @Test
     void wake_up_still_works_after_the_listen_connection_is_killed() throws Exception {
         CountDownLatch started = new CountDownLatch(1);
-        try (Worker worker = Worker.start(pool, Map.of("ping", (task, context) -> {
+        try (Worker worker = Worker.start(pool, Map.of("warm-up", (task, context) -> TaskResult.success(), "ping", (task, context) -> {
             started.countDown();
             return TaskResult.success();
         }), FAST.withPollInterval(Duration.ofSeconds(30)))) {
             eventually().until(() -> !Workers.listeningBackends(c, APP).isEmpty());
             List<Integer> killed = Workers.terminateBackends(c, APP);
             eventually().until(() -> Workers.listeningBackends(c, APP).stream().anyMatch(pid -> !killed.contains(pid)));
+            awaitIdle();
             client.enqueue(NewTask.of("ping", "{}"));
             assertThat(started.await(1, TimeUnit.SECONDS)).as("started within 1 s, poll interval 30 s").isTrue();
         }

@@ -8,7 +8,10 @@ import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Spec;
 
 import io.tasktable.ConnectionPool;
 import io.tasktable.DatabaseUrl;
@@ -25,6 +28,9 @@ final class WorkCommand implements Callable<Integer> {
 
     /** Shows up in pg_stat_activity for every connection of the worker. */
     static final String APPLICATION_NAME = "tasktable-worker";
+
+    @Spec
+    private CommandSpec spec;
 
     @Option(names = "--queues", split = ",", paramLabel = "QUEUE",
             description = "Queues to work on, comma-separated (default: all queues).")
@@ -60,15 +66,20 @@ final class WorkCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws InterruptedException {
-        WorkerOptions options = WorkerOptions.defaults()
-                .withQueues(queues)
-                .withConcurrency(concurrency)
-                .withPollInterval(pollInterval)
-                .withShutdownGrace(shutdownGrace)
-                .withHandlerTimeout(handlerTimeout)
-                .withRescueInterval(rescueInterval);
-        if (lease.isPresent()) {
-            options = options.withLease(lease.get());
+        WorkerOptions options;
+        try {
+            options = WorkerOptions.defaults()
+                    .withQueues(queues)
+                    .withConcurrency(concurrency)
+                    .withPollInterval(pollInterval)
+                    .withShutdownGrace(shutdownGrace)
+                    .withHandlerTimeout(handlerTimeout)
+                    .withRescueInterval(rescueInterval);
+            if (lease.isPresent()) {
+                options = options.withLease(lease.get());
+            }
+        } catch (IllegalArgumentException e) {
+            throw new ParameterException(spec.commandLine(), e.getMessage());
         }
         ConnectionPool pool = ConnectionPool.open(DatabaseUrl.fromEnvironment(), APPLICATION_NAME, poolSize);
         Worker worker;

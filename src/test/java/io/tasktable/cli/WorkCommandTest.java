@@ -47,6 +47,12 @@ class WorkCommandTest {
     }
 
     @Test
+    void an_option_out_of_range_is_a_usage_error() {
+        assertThat(run("work", "--concurrency", "0")).isEqualTo(Cli.EXIT_USAGE);
+        assertThat(err.toString()).startsWith("tasktable: concurrency must be between 1 and 10000, got 0");
+    }
+
+    @Test
     void durations_read_short_and_iso_forms() {
         Durations durations = new Durations();
         assertThat(durations.convert("250ms")).isEqualTo(Duration.ofMillis(250));
