@@ -92,7 +92,8 @@ public final class Worker implements AutoCloseable {
     }
 
     /**
-     * Starts a worker that runs each claimed task with the handler registered for its kind.
+     * Starts a worker that runs each claimed task with the handler registered for its kind. The worker
+     * borrows the pool: close the worker first, then the pool.
      *
      * @throws IllegalArgumentException when a queue in the options does not exist
      */
