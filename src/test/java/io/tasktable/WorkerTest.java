@@ -2,6 +2,7 @@ package io.tasktable;
 
 import static io.tasktable.testing.Workers.FAST;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
 
 import java.sql.Connection;
@@ -269,6 +270,20 @@ class WorkerTest {
             eventually().until(() -> Sql.count(c, "SELECT count(*) FROM tasktable.task WHERE id = ?", old) == 0);
         }
         assertThat(Sql.state(c, recent)).isEqualTo("succeeded");
+    }
+
+    @Test
+    void a_worker_limited_to_some_queues_leaves_the_others_alone() throws SQLException {
+        Sql.update(c, "INSERT INTO tasktable.queue (name) VALUES ('mail')");
+        long other = client.enqueue(NewTask.of("noop", "{}"));
+        long mail = client.enqueue(NewTask.of("noop", "{}").inQueue("mail"));
+        try (Worker worker = Worker.start(pool, Map.of("noop", (task, context) -> TaskResult.success()),
+                FAST.withQueues(List.of("mail")))) {
+            awaitState(mail, "succeeded");
+        }
+        assertThat(Sql.state(c, other)).isEqualTo("queued");
+        assertThatThrownBy(() -> Worker.start(pool, Map.of(), FAST.withQueues(List.of("mail", "nope"))))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageStartingWith("unknown queue(s) [nope]");
     }
 
     @Test
