@@ -45,7 +45,8 @@ final class Reporter {
     private final BlockingQueue<Report> pending = new LinkedBlockingQueue<>();
     private final Thread thread;
     private volatile boolean closing;
-    private volatile long giveUpAtNanos = Long.MAX_VALUE;
+    /** Valid once closing is set (it is written first). */
+    private volatile long giveUpAtNanos;
 
     Reporter(DSLContext db, String workerId) {
         this.db = db;
@@ -95,7 +96,7 @@ final class Reporter {
                         LOG.error("could not report {} outcome(s) (tasks {}); their leases will expire and they will run again",
                                 batch.size(), ids(batch), e);
                         batch.clear();
-                    } else if (System.nanoTime() - giveUpAtNanos > 0) {
+                    } else if (closing && System.nanoTime() - giveUpAtNanos > 0) {
                         LOG.error("database unreachable at shutdown: {} outcome(s) not reported (tasks {}); their leases "
                                 + "will expire and they will run again", batch.size() + pending.size(), ids(batch), e);
                         batch.clear();
