@@ -1,0 +1,101 @@
+package io.tasktable;
+
+import java.time.Duration;
+import java.util.function.Function;
+
+import org.jooq.Configuration;
+import org.jooq.DSLContext;
+import org.jooq.impl.DSL;
+import org.jooq.impl.SQLDataType;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import io.tasktable.db.Routines;
+
+/**
+ * The periodic jobs every worker runs and only one at a time does: rescuing tasks whose lease expired and
+ * pruning finished ones. Each run takes a transaction-scoped advisory lock with try (never waits); a worker
+ * that does not get it skips this round, since another is doing the job right now.
+ */
+final class Maintenance {
+
+    private static final Logger LOG = LoggerFactory.getLogger(Maintenance.class);
+
+    /** Advisory lock keys: "tt" + "rescue"/"prune" in ASCII, unlikely to collide with an application's keys. */
+    static final long RESCUE_LOCK = 0x7474_7265_7363_7565L;
+    static final long PRUNE_LOCK = 0x7474_7072_756e_6500L;
+    /** The SQL default: bounds one call's transaction; a larger backlog is taken over the next rounds. */
+    static final int MAX_ROWS = 10_000;
+
+    private final DSLContext db;
+    private final WorkerOptions options;
+    private final Thread thread;
+    private final Object stop = new Object();
+    private volatile boolean closing;
+
+    Maintenance(DSLContext db, WorkerOptions options, String workerId) {
+        this.db = db;
+        this.options = options;
+        this.thread = Thread.ofPlatform().daemon().name("tasktable-maintenance-" + workerId).unstarted(this::loop);
+    }
+
+    void start() {
+        thread.start();
+    }
+
+    void close() throws InterruptedException {
+        closing = true;
+        synchronized (stop) {
+            stop.notifyAll();
+        }
+        thread.join();
+    }
+
+    private void loop() {
+        long nextRescue = System.nanoTime();
+        long nextPrune = System.nanoTime();
+        try {
+            while (!closing) {
+                long now = System.nanoTime();
+                if (now - nextRescue >= 0) {
+                    int rescued = runExclusively(RESCUE_LOCK, cfg -> Routines.rescueExpiredTasks(cfg, MAX_ROWS), "rescue");
+                    if (rescued > 0) {
+                        LOG.info("rescued {} task(s) whose lease expired", rescued);
+                    }
+                    nextRescue = now + options.rescueInterval().toNanos();
+                }
+                if (now - nextPrune >= 0) {
+                    int pruned = runExclusively(PRUNE_LOCK, cfg -> Routines.pruneTasks(cfg, MAX_ROWS), "prune");
+                    if (pruned > 0) {
+                        LOG.info("pruned {} finished task(s) past retention", pruned);
+                    }
+                    nextPrune = now + options.pruneInterval().toNanos();
+                }
+                long sleep = Math.min(nextRescue, nextPrune) - System.nanoTime();
+                synchronized (stop) {
+                    if (!closing && sleep > 0) {
+                        stop.wait(Math.max(1, sleep / 1_000_000));
+                    }
+                }
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    /** Runs the job if this worker gets the lock; 0 when another worker holds it or the database failed. */
+    private int runExclusively(long lock, Function<Configuration, Integer> job, String name) {
+        try {
+            return db.transactionResult(cfg -> {
+                boolean mine = DSL.using(cfg)
+                        .select(DSL.function("pg_try_advisory_xact_lock", SQLDataType.BOOLEAN, DSL.val(lock)))
+                        .fetchSingle().value1();
+                return mine ? job.apply(cfg) : 0;
+            });
+        } catch (RuntimeException e) {
+            // The next round retries; a missed round only delays the job by one interval.
+            LOG.warn("{} failed, retrying next round: {}", name, Retrying.summary(e));
+            return 0;
+        }
+    }
+}

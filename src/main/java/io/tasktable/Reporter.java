@@ -1,0 +1,165 @@
+package io.tasktable;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+
+import org.jooq.DSLContext;
+import org.jooq.JSONB;
+import org.jooq.impl.DSL;
+import org.jooq.types.YearToSecond;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import io.tasktable.db.Routines;
+
+/**
+ * Sends the outcomes of finished attempts to the database, on its own thread. Completions are batched into
+ * one {@code complete_tasks} call (flushed by size or after a few milliseconds); the rarer failures and
+ * snoozes go one call each. An outcome that could not be sent because of a passing outage is sent again
+ * until it gets through: the attempt number fences it, so a repeat or a late report about a task rescued
+ * meanwhile changes nothing.
+ */
+final class Reporter {
+
+    private static final Logger LOG = LoggerFactory.getLogger(Reporter.class);
+
+    /** Past a hundred ids per call the per-task cost no longer falls measurably. */
+    static final int MAX_BATCH = 100;
+    /** Long enough to gather the completions of a busy worker, short against any task's duration. */
+    static final Duration FLUSH_DELAY = Duration.ofMillis(5);
+
+    /** How often an idle reporter checks whether it should stop. */
+    private static final Duration IDLE_POLL = Duration.ofMillis(100);
+
+    record Report(long id, int attempt, TaskResult result) {
+    }
+
+    private final DSLContext db;
+    private final BlockingQueue<Report> pending = new LinkedBlockingQueue<>();
+    private final Thread thread;
+    private volatile boolean closing;
+    /** Valid once closing is set (it is written first). */
+    private volatile long giveUpAtNanos;
+
+    Reporter(DSLContext db, String workerId) {
+        this.db = db;
+        this.thread = Thread.ofPlatform().daemon().name("tasktable-report-" + workerId).unstarted(this::loop);
+    }
+
+    void start() {
+        thread.start();
+    }
+
+    void report(Run run, TaskResult result) {
+        pending.add(new Report(run.task.id(), run.task.attempt(), result));
+    }
+
+    /** Sends everything reported so far, retrying outages until the deadline, then stops. */
+    void close(Duration deadline) throws InterruptedException {
+        giveUpAtNanos = System.nanoTime() + deadline.toNanos();
+        closing = true;
+        thread.join();
+    }
+
+    private void loop() {
+        Retrying retrying = new Retrying();
+        List<Report> batch = new ArrayList<>();
+        try {
+            while (!(closing && pending.isEmpty() && batch.isEmpty())) {
+                if (batch.isEmpty()) {
+                    Report first = pending.poll(IDLE_POLL.toMillis(), TimeUnit.MILLISECONDS);
+                    if (first == null) {
+                        continue;
+                    }
+                    batch.add(first);
+                    long flushAt = System.nanoTime() + FLUSH_DELAY.toNanos();
+                    while (batch.size() < MAX_BATCH) {
+                        Report next = pending.poll(Math.max(0, flushAt - System.nanoTime()), TimeUnit.NANOSECONDS);
+                        if (next == null) {
+                            break;
+                        }
+                        batch.add(next);
+                    }
+                }
+                try {
+                    send(batch);
+                    retrying.reset();
+                } catch (RuntimeException e) {
+                    if (!Retrying.isTransient(e)) {
+                        LOG.error("could not report {} outcome(s) (tasks {}); their leases will expire and they will run again",
+                                batch.size(), ids(batch), e);
+                        batch.clear();
+                    } else if (closing && System.nanoTime() - giveUpAtNanos > 0) {
+                        LOG.error("database unreachable at shutdown: {} outcome(s) not reported (tasks {}); their leases "
+                                + "will expire and they will run again", batch.size() + pending.size(), ids(batch), e);
+                        batch.clear();
+                        pending.clear();
+                    } else {
+                        Duration delay = retrying.nextDelay();
+                        LOG.warn("reporting {} outcome(s) failed, retrying in {} ms: {}", batch.size(), delay.toMillis(),
+                                Retrying.summary(e));
+                        Thread.sleep(delay);
+                    }
+                }
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    /** Sends the batch; each report leaves it once the database has it, so a retry resends only the rest. */
+    private void send(List<Report> batch) {
+        List<Report> completions = batch.stream().filter(r -> r.result() instanceof TaskResult.Success).toList();
+        if (!completions.isEmpty()) {
+            Long[] ids = completions.stream().map(Report::id).toArray(Long[]::new);
+            Integer[] attempts = completions.stream().map(Report::attempt).toArray(Integer[]::new);
+            JSONB[] results = completions.stream()
+                    .map(r -> ((TaskResult.Success) r.result()).result().map(Json::jsonb).orElse(null))
+                    .toArray(JSONB[]::new);
+            Set<Long> done = new HashSet<>(Arrays.asList(Routines.completeTasks(db.configuration(), ids, attempts, results)));
+            for (Report r : completions) {
+                if (!done.contains(r.id())) {
+                    LOG.warn("task {} attempt {}: completion refused, the worker no longer held it (rescued or cancelled)",
+                            r.id(), r.attempt());
+                }
+            }
+            batch.removeAll(completions);
+        }
+        while (!batch.isEmpty()) {
+            Report r = batch.getFirst();
+            boolean held = switch (r.result()) {
+                case TaskResult.Snooze snooze ->
+                        Routines.snoozeTask(db.configuration(), r.id(), r.attempt(), YearToSecond.valueOf(snooze.delay()));
+                case TaskResult.Retry retry -> fail(r, retry.reason(), true, retry.delay().orElse(null));
+                case TaskResult.GiveUp giveUp -> fail(r, giveUp.reason(), false, null);
+                case TaskResult.Success ignored -> throw new IllegalStateException("completions are sent above");
+            };
+            if (!held) {
+                LOG.warn("task {} attempt {}: outcome refused, the worker no longer held it (rescued or cancelled)",
+                        r.id(), r.attempt());
+            }
+            batch.removeFirst();
+        }
+    }
+
+    /** fail_task; a retry delay becomes retry_at = now() + delay, by the database clock. */
+    private boolean fail(Report r, String error, boolean retryable, Duration delay) {
+        if (delay == null) {
+            return Routines.failTask(db.configuration(), r.id(), r.attempt(), error, retryable, null) != null;
+        }
+        return db.select(Routines.failTask(DSL.val(r.id()), DSL.val(r.attempt()), DSL.val(error), DSL.val(retryable),
+                        DSL.currentOffsetDateTime().add(DSL.val(YearToSecond.valueOf(delay)))))
+                .fetchSingle().value1() != null;
+    }
+
+    private static List<Long> ids(List<Report> batch) {
+        return batch.stream().map(Report::id).toList();
+    }
+}

@@ -1,0 +1,339 @@
+package io.tasktable;
+
+import java.net.InetAddress;
+import java.net.UnknownHostException;
+import java.time.Duration;
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.Semaphore;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+import org.jooq.DSLContext;
+import org.jooq.SQLDialect;
+import org.jooq.impl.DSL;
+import org.jooq.types.YearToSecond;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import io.tasktable.db.Routines;
+import io.tasktable.db.tables.records.TaskRecord;
+
+import static io.tasktable.db.Tables.QUEUE;
+
+/**
+ * Drains the queue: claims batches sized to its free capacity, runs each task's handler on a virtual
+ * thread, and reports the outcome, all through the SQL functions (the rules — backoff, state changes,
+ * fencing — are theirs). Wakes on NOTIFY, polls as a fallback, renews leases of long tasks, and takes its
+ * turn at rescuing expired leases and pruning. Every database call survives a lost connection: it is
+ * retried after a short backoff, and outcomes are kept until the database has them.
+ *
+ * <p>{@link #close()} shuts down gracefully: no new claims, running tasks get the shutdown grace to finish,
+ * the rest are handed back to run again at once (on this or another worker) without using up an attempt.
+ */
+public final class Worker implements AutoCloseable {
+
+    private static final Logger LOG = LoggerFactory.getLogger(Worker.class);
+
+    /** How often the heartbeat looks for leases to renew: well under a third of the shortest lease (1 s). */
+    static final Duration HEARTBEAT_TICK = Duration.ofMillis(100);
+    /** At shutdown, how long outcomes may wait for a failing database before the leases are left to expire. */
+    static final Duration REPORT_DEADLINE = Duration.ofSeconds(5);
+    /** How often blocked loops check whether the worker is closing. */
+    private static final Duration STOP_CHECK = Duration.ofMillis(100);
+
+    private final String id;
+    private final Map<String, TaskHandler> handlers;
+    private final WorkerOptions options;
+    private final DSLContext db;
+    /** claim_tasks arguments: null means all queues, and the queue's own lease. */
+    private final String[] queues;
+    private final YearToSecond lease;
+    private final Semaphore slots;
+    private final Map<Long, Run> running = new ConcurrentHashMap<>();
+    private final Wakeup wakeup = new Wakeup();
+    private final Object runEnded = new Object();
+    private final Reporter reporter;
+    private final Listener listener;
+    private final Maintenance maintenance;
+    private final ScheduledExecutorService timer;
+    private final Thread claimer;
+    private final Thread heartbeat;
+    private final AtomicBoolean closeStarted = new AtomicBoolean();
+    private final CountDownLatch closed = new CountDownLatch(1);
+    private volatile boolean stopping;
+    private volatile boolean heartbeatStopped;
+
+    private Worker(ConnectionPool pool, Map<String, TaskHandler> handlers, WorkerOptions options) {
+        this.id = newId();
+        this.handlers = Map.copyOf(handlers);
+        this.options = options;
+        this.db = DSL.using(pool.dataSource(), SQLDialect.POSTGRES);
+        this.queues = options.queues().isEmpty() ? null : options.queues().toArray(String[]::new);
+        this.lease = options.lease().map(YearToSecond::valueOf).orElse(null);
+        this.slots = new Semaphore(options.concurrency());
+        this.reporter = new Reporter(db, id);
+        this.listener = new Listener(pool, Set.copyOf(options.queues()), wakeup, id);
+        this.maintenance = new Maintenance(db, options, id);
+        this.timer = Executors.newSingleThreadScheduledExecutor(
+                Thread.ofPlatform().daemon().name("tasktable-timeout-" + id).factory());
+        this.claimer = Thread.ofPlatform().daemon().name("tasktable-claim-" + id).unstarted(this::claimLoop);
+        this.heartbeat = Thread.ofPlatform().daemon().name("tasktable-heartbeat-" + id).unstarted(this::heartbeatLoop);
+    }
+
+    /**
+     * Starts a worker that runs each claimed task with the handler registered for its kind. The worker
+     * borrows the pool: close the worker first, then the pool.
+     *
+     * @throws IllegalArgumentException when a queue in the options does not exist
+     */
+    public static Worker start(ConnectionPool pool, Map<String, TaskHandler> handlers, WorkerOptions options) {
+        Objects.requireNonNull(pool, "pool");
+        Objects.requireNonNull(handlers, "handlers");
+        Objects.requireNonNull(options, "options");
+        Worker worker = new Worker(pool, handlers, options);
+        worker.checkQueues();
+        worker.reporter.start();
+        worker.listener.start();
+        worker.maintenance.start();
+        worker.heartbeat.start();
+        worker.claimer.start();
+        LOG.info("worker {} started: queues {}, concurrency {}, kinds {}", worker.id,
+                options.queues().isEmpty() ? "all" : options.queues(), options.concurrency(),
+                worker.handlers.keySet().stream().sorted().toList());
+        return worker;
+    }
+
+    /** This worker's name, {@code host:pid:random}, recorded on the tasks it claims. */
+    public String id() {
+        return id;
+    }
+
+    private void checkQueues() {
+        if (queues == null) {
+            return;
+        }
+        Set<String> known = db.select(QUEUE.NAME).from(QUEUE).where(QUEUE.NAME.in(options.queues())).fetchSet(QUEUE.NAME);
+        List<String> unknown = options.queues().stream().filter(q -> !known.contains(q)).toList();
+        if (!unknown.isEmpty()) {
+            throw new IllegalArgumentException("unknown queue(s) " + unknown
+                    + "; create one with INSERT INTO tasktable.queue (name) VALUES ('...')");
+        }
+    }
+
+    private void claimLoop() {
+        Retrying retrying = new Retrying();
+        boolean backlog = true;
+        try {
+            while (!stopping) {
+                if (!slots.tryAcquire(STOP_CHECK.toMillis(), TimeUnit.MILLISECONDS)) {
+                    continue;
+                }
+                if (!backlog) {
+                    wakeup.await(options.pollInterval());
+                }
+                if (stopping) {
+                    slots.release();
+                    break;
+                }
+                int n = 1 + slots.drainPermits();
+                List<TaskRecord> claimed;
+                try {
+                    claimed = db.selectFrom(Routines.claimTasks(n, id, queues, lease)).fetch();
+                    retrying.reset();
+                } catch (RuntimeException e) {
+                    slots.release(n);
+                    Duration delay = retrying.nextDelay();
+                    LOG.warn("claiming failed, retrying in {} ms: {}", delay.toMillis(), Retrying.summary(e));
+                    wakeup.await(delay);
+                    backlog = true;
+                    continue;
+                }
+                slots.release(n - claimed.size());
+                backlog = claimed.size() == n;
+                long now = System.nanoTime();
+                for (TaskRecord row : claimed) {
+                    dispatch(row, now);
+                }
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    private void dispatch(TaskRecord row, long claimedNanos) {
+        ClaimedTask task = new ClaimedTask(row.getId(), row.getQueue(), row.getKind(), Json.parse(row.getPayload()),
+                row.getAttempt());
+        Run run = new Run(task, Duration.between(row.getStartedAt(), row.getLeaseExpiresAt()), id, claimedNanos,
+                this::execute);
+        running.put(task.id(), run);
+        run.start(timer.schedule(() -> timeOut(run), options.handlerTimeout().toNanos(), TimeUnit.NANOSECONDS));
+    }
+
+    /** The body of a task's virtual thread. */
+    private void execute(Run run) {
+        try {
+            TaskResult result = invoke(run);
+            if (run.end(Run.Ending.FINISHED)) {
+                reporter.report(run, result);
+            }
+        } finally {
+            run.cancelTimeout();
+            running.remove(run.task.id(), run);
+            slots.release();
+            synchronized (runEnded) {
+                runEnded.notifyAll();
+            }
+        }
+    }
+
+    private TaskResult invoke(Run run) {
+        ClaimedTask task = run.task;
+        TaskHandler handler = handlers.get(task.kind());
+        if (handler == null) {
+            // Retryable: during a rolling deploy another worker may already know the kind.
+            return TaskResult.retry("no handler registered for kind '" + task.kind() + "'");
+        }
+        try {
+            TaskResult result = handler.handle(task, run);
+            return result != null ? result
+                    : TaskResult.retry("the handler for kind '" + task.kind() + "' returned null instead of a TaskResult");
+        } catch (NonRetryableException e) {
+            return TaskResult.giveUp(Failures.describe(e));
+        } catch (Exception | Error e) {
+            return TaskResult.retry(Failures.describe(e));
+        }
+    }
+
+    private void timeOut(Run run) {
+        if (run.end(Run.Ending.TIMED_OUT)) {
+            Duration limit = options.handlerTimeout();
+            String message = "timed out after " + (limit.toMillis() % 1000 == 0 ? limit.toSeconds() + "s" : limit.toMillis() + "ms");
+            LOG.warn("task {} ({}) attempt {} {}: interrupted", run.task.id(), run.task.kind(), run.task.attempt(), message);
+            reporter.report(run, TaskResult.retry(message));
+            synchronized (runEnded) {
+                runEnded.notifyAll();
+            }
+        }
+    }
+
+    private void heartbeatLoop() {
+        try {
+            while (!heartbeatStopped) {
+                Thread.sleep(HEARTBEAT_TICK);
+                long now = System.nanoTime();
+                List<Run> due = running.values().stream().filter(r -> r.renewalDue(now)).toList();
+                if (!due.isEmpty()) {
+                    renew(due, now);
+                }
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    /** extend_lease; a task missing from its answer is no longer ours: stop it and never report on it. */
+    private void renew(List<Run> due, long now) {
+        Long[] ids = due.stream().map(r -> r.task.id()).toArray(Long[]::new);
+        Integer[] attempts = due.stream().map(r -> r.task.attempt()).toArray(Integer[]::new);
+        Set<Long> extended;
+        try {
+            extended = new HashSet<>(Arrays.asList(Routines.extendLease(db.configuration(), ids, attempts, lease)));
+        } catch (RuntimeException e) {
+            LOG.warn("heartbeat failed, retrying: {}", Retrying.summary(e));
+            return;
+        }
+        for (Run run : due) {
+            if (extended.contains(run.task.id())) {
+                run.renewed(now);
+            } else if (run.end(Run.Ending.LEASE_LOST)) {
+                LOG.warn("task {} ({}) attempt {}: lease lost (rescued or cancelled), handler interrupted, not reported",
+                        run.task.id(), run.task.kind(), run.task.attempt());
+            }
+        }
+    }
+
+    /**
+     * Stops gracefully: claims no more, lets running tasks finish within the shutdown grace, hands the rest
+     * back (queued to run at once, the attempt not counted), and sends every outcome. Idempotent; a second
+     * caller waits for the first. Handlers still running afterwards were interrupted and are not reported.
+     */
+    @Override
+    public void close() {
+        if (!closeStarted.compareAndSet(false, true)) {
+            awaitClosed();
+            return;
+        }
+        LOG.info("worker {} stopping: no new claims, running tasks have {} ms to finish", id,
+                options.shutdownGrace().toMillis());
+        boolean interrupted = false;
+        try {
+            stopping = true;
+            wakeup.signal();
+            claimer.join();
+            awaitRunsEnded(options.shutdownGrace());
+        } catch (InterruptedException e) {
+            interrupted = true;
+        }
+        List<Run> unfinished = running.values().stream().filter(r -> r.end(Run.Ending.HANDED_BACK)).toList();
+        if (!unfinished.isEmpty()) {
+            LOG.info("handing back {} unfinished task(s) to run again", unfinished.size());
+        }
+        unfinished.forEach(r -> reporter.report(r, TaskResult.snooze(Duration.ZERO)));
+        heartbeatStopped = true;
+        try {
+            heartbeat.join();
+            maintenance.close();
+            listener.close();
+            reporter.close(REPORT_DEADLINE);
+        } catch (InterruptedException e) {
+            interrupted = true;
+        }
+        timer.shutdownNow();
+        closed.countDown();
+        LOG.info("worker {} stopped", id);
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    private void awaitRunsEnded(Duration grace) throws InterruptedException {
+        long deadline = System.nanoTime() + grace.toNanos();
+        synchronized (runEnded) {
+            long left;
+            while (running.values().stream().anyMatch(Run::held) && (left = deadline - System.nanoTime()) > 0) {
+                runEnded.wait(Math.max(1, Math.min(left / 1_000_000, STOP_CHECK.toMillis())));
+            }
+        }
+    }
+
+    private void awaitClosed() {
+        try {
+            closed.await();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    /** host:pid:random, so operators see where a task runs and two workers in one process differ. */
+    private static String newId() {
+        String host;
+        try {
+            host = InetAddress.getLocalHost().getHostName();
+        } catch (UnknownHostException e) {
+            host = Objects.requireNonNullElse(System.getenv("HOSTNAME"), "unknown-host");
+        }
+        String suffix = HexFormat.of().toHexDigits((short) ThreadLocalRandom.current().nextInt());
+        return host.substring(0, Math.min(host.length(), 200)) + ":" + ProcessHandle.current().pid() + ":" + suffix;
+    }
+}

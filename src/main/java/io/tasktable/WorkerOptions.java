@@ -1,0 +1,115 @@
+package io.tasktable;
+
+import java.time.Duration;
+import java.util.List;
+import java.util.Objects;
+import java.util.Optional;
+
+/**
+ * How a {@link Worker} runs. Start from {@link #defaults()} and change what differs.
+ *
+ * @param queues          the queues to claim from; empty means all queues
+ * @param concurrency     most tasks running at once (each on its own virtual thread)
+ * @param pollInterval    how often an idle worker looks for due tasks without being notified (retries after
+ *                        backoff and future run_at tasks are not notified)
+ * @param handlerTimeout  a handler running longer is interrupted and its attempt fails (retryable)
+ * @param shutdownGrace   on close, how long running tasks may finish before they are handed back
+ * @param lease           the lease to claim with; empty means each queue's {@code lease}
+ * @param rescueInterval  how often the workers rescue tasks whose lease expired (one worker at a time)
+ * @param pruneInterval   how often the workers delete finished tasks past retention (one worker at a time)
+ */
+public record WorkerOptions(List<String> queues, int concurrency, Duration pollInterval, Duration handlerTimeout,
+                            Duration shutdownGrace, Optional<Duration> lease, Duration rescueInterval,
+                            Duration pruneInterval) {
+
+    /** Enough to keep a few slow webhooks from starving the rest, few enough for a small pool and database. */
+    public static final int DEFAULT_CONCURRENCY = 10;
+    /**
+     * A fallback only: ready tasks are announced by NOTIFY at once. 1 s bounds the delay of a retry or a
+     * future run_at task at about a second, for one cheap index probe per idle worker per second.
+     */
+    public static final Duration DEFAULT_POLL_INTERVAL = Duration.ofSeconds(1);
+    /** Long enough for any sane task; a hung handler still gives its slot's task back within minutes. */
+    public static final Duration DEFAULT_HANDLER_TIMEOUT = Duration.ofMinutes(5);
+    /** Half of Kubernetes' default 30 s termination period, leaving the rest for handing tasks back. */
+    public static final Duration DEFAULT_SHUTDOWN_GRACE = Duration.ofSeconds(15);
+    /** A crashed worker's tasks come back within a few seconds of their lease expiring. */
+    public static final Duration DEFAULT_RESCUE_INTERVAL = Duration.ofSeconds(5);
+    /** Retention is counted in days; pruning every ten minutes keeps each delete small. */
+    public static final Duration DEFAULT_PRUNE_INTERVAL = Duration.ofMinutes(10);
+    /** claim_tasks takes at most 10000 tasks per call. */
+    static final int MAX_CONCURRENCY = 10_000;
+
+    public WorkerOptions {
+        queues = List.copyOf(queues);
+        if (concurrency < 1 || concurrency > MAX_CONCURRENCY) {
+            throw new IllegalArgumentException("concurrency must be between 1 and " + MAX_CONCURRENCY + ", got " + concurrency);
+        }
+        positive("pollInterval", pollInterval);
+        positive("handlerTimeout", handlerTimeout);
+        Objects.requireNonNull(shutdownGrace, "shutdownGrace");
+        if (shutdownGrace.isNegative()) {
+            throw new IllegalArgumentException("shutdownGrace must be zero or more, got " + shutdownGrace);
+        }
+        Objects.requireNonNull(lease, "lease");
+        lease.ifPresent(l -> {
+            if (l.compareTo(Duration.ofSeconds(1)) < 0 || l.compareTo(Duration.ofDays(1)) > 0) {
+                throw new IllegalArgumentException("lease must be between 1 second and 1 day, got " + l);
+            }
+        });
+        positive("rescueInterval", rescueInterval);
+        positive("pruneInterval", pruneInterval);
+    }
+
+    private static void positive(String name, Duration value) {
+        Objects.requireNonNull(value, name);
+        if (value.isNegative() || value.isZero()) {
+            throw new IllegalArgumentException(name + " must be positive, got " + value);
+        }
+    }
+
+    public static WorkerOptions defaults() {
+        return new WorkerOptions(List.of(), DEFAULT_CONCURRENCY, DEFAULT_POLL_INTERVAL, DEFAULT_HANDLER_TIMEOUT,
+                DEFAULT_SHUTDOWN_GRACE, Optional.empty(), DEFAULT_RESCUE_INTERVAL, DEFAULT_PRUNE_INTERVAL);
+    }
+
+    public WorkerOptions withQueues(List<String> newQueues) {
+        return new WorkerOptions(newQueues, concurrency, pollInterval, handlerTimeout, shutdownGrace, lease,
+                rescueInterval, pruneInterval);
+    }
+
+    public WorkerOptions withConcurrency(int newConcurrency) {
+        return new WorkerOptions(queues, newConcurrency, pollInterval, handlerTimeout, shutdownGrace, lease,
+                rescueInterval, pruneInterval);
+    }
+
+    public WorkerOptions withPollInterval(Duration newPollInterval) {
+        return new WorkerOptions(queues, concurrency, newPollInterval, handlerTimeout, shutdownGrace, lease,
+                rescueInterval, pruneInterval);
+    }
+
+    public WorkerOptions withHandlerTimeout(Duration newHandlerTimeout) {
+        return new WorkerOptions(queues, concurrency, pollInterval, newHandlerTimeout, shutdownGrace, lease,
+                rescueInterval, pruneInterval);
+    }
+
+    public WorkerOptions withShutdownGrace(Duration newShutdownGrace) {
+        return new WorkerOptions(queues, concurrency, pollInterval, handlerTimeout, newShutdownGrace, lease,
+                rescueInterval, pruneInterval);
+    }
+
+    public WorkerOptions withLease(Duration newLease) {
+        return new WorkerOptions(queues, concurrency, pollInterval, handlerTimeout, shutdownGrace,
+                Optional.of(newLease), rescueInterval, pruneInterval);
+    }
+
+    public WorkerOptions withRescueInterval(Duration newRescueInterval) {
+        return new WorkerOptions(queues, concurrency, pollInterval, handlerTimeout, shutdownGrace, lease,
+                newRescueInterval, pruneInterval);
+    }
+
+    public WorkerOptions withPruneInterval(Duration newPruneInterval) {
+        return new WorkerOptions(queues, concurrency, pollInterval, handlerTimeout, shutdownGrace, lease,
+                rescueInterval, newPruneInterval);
+    }
+}
