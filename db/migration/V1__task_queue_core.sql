@@ -585,6 +585,8 @@ COMMENT ON FUNCTION tasktable.extend_lease(bigint[], integer[], interval) IS
 CREATE FUNCTION tasktable.snooze_task(id bigint, attempt integer, delay interval)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    snoozed_queue text;
 BEGIN
     PERFORM tasktable._check_task_refs(ARRAY[id], ARRAY[attempt]);
     IF delay IS NULL OR delay NOT BETWEEN interval '0' AND interval '10 years' THEN
@@ -598,13 +600,18 @@ BEGIN
         lease_expires_at = NULL,
         max_attempts = greatest(t.attempt, coalesce(t.max_attempts, q.max_attempts)) + 1
     FROM tasktable.queue q
-    WHERE t.id = snooze_task.id AND t.attempt = snooze_task.attempt AND t.state = 'running' AND q.name = t.queue;
+    WHERE t.id = snooze_task.id AND t.attempt = snooze_task.attempt AND t.state = 'running' AND q.name = t.queue
+    RETURNING t.queue INTO snoozed_queue;
+    IF FOUND AND delay = interval '0' THEN
+        -- handed back (e.g. by a worker shutting down): wake an idle worker instead of waiting for its poll
+        PERFORM pg_notify('tasktable', snoozed_queue);
+    END IF;
     RETURN FOUND;
 END
 $$;
 COMMENT ON FUNCTION tasktable.snooze_task(bigint, integer, interval) IS
-    'Put a running task back to queued, to run after delay, without using up an attempt. false when the caller '
-    'no longer holds this attempt. Errors: TT007 delay, TT008, TT009.';
+    'Put a running task back to queued, to run after delay, without using up an attempt (delay 0 hands it back '
+    'and wakes idle workers). false when the caller no longer holds this attempt. Errors: TT007 delay, TT008, TT009.';
 
 
 -- _lock_task: shared by the admin functions; locks the row or raises TT010.

@@ -29,11 +29,13 @@ final class Maintenance {
 
     private final DSLContext db;
     private final WorkerOptions options;
+    private final WorkerObserver observer;
     private final Thread thread;
     private final Object stop = new Object();
     private volatile boolean closing;
 
-    Maintenance(DSLContext db, WorkerOptions options, String workerId) {
+    Maintenance(DSLContext db, WorkerOptions options, String workerId, WorkerObserver observer) {
+        this.observer = observer;
         this.db = db;
         this.options = options;
         this.thread = Thread.ofPlatform().daemon().name("tasktable-maintenance-" + workerId).unstarted(this::loop);
@@ -60,6 +62,7 @@ final class Maintenance {
                 if (now - nextRescue >= 0) {
                     int rescued = runExclusively(RESCUE_LOCK, cfg -> Routines.rescueExpiredTasks(cfg, MAX_ROWS), "rescue");
                     if (rescued > 0) {
+                        observer.rescued(rescued);
                         LOG.info("rescued {} task(s) whose lease expired", rescued);
                     }
                     nextRescue = now + options.rescueInterval().toNanos();

@@ -42,14 +42,16 @@ final class Reporter {
     }
 
     private final DSLContext db;
+    private final WorkerObserver observer;
     private final BlockingQueue<Report> pending = new LinkedBlockingQueue<>();
     private final Thread thread;
     private volatile boolean closing;
     /** Valid once closing is set (it is written first). */
     private volatile long giveUpAtNanos;
 
-    Reporter(DSLContext db, String workerId) {
+    Reporter(DSLContext db, String workerId, WorkerObserver observer) {
         this.db = db;
+        this.observer = observer;
         this.thread = Thread.ofPlatform().daemon().name("tasktable-report-" + workerId).unstarted(this::loop);
     }
 
@@ -124,6 +126,7 @@ final class Reporter {
                     .map(r -> ((TaskResult.Success) r.result()).result().map(Json::jsonb).orElse(null))
                     .toArray(JSONB[]::new);
             Set<Long> done = new HashSet<>(Arrays.asList(Routines.completeTasks(db.configuration(), ids, attempts, results)));
+            observer.completed(done.size());
             for (Report r : completions) {
                 if (!done.contains(r.id())) {
                     LOG.warn("task {} attempt {}: completion refused, the worker no longer held it (rescued or cancelled)",
@@ -141,7 +144,9 @@ final class Reporter {
                 case TaskResult.GiveUp giveUp -> fail(r, giveUp.reason(), false, null);
                 case TaskResult.Success ignored -> throw new IllegalStateException("completions are sent above");
             };
-            if (!held) {
+            if (held && !(r.result() instanceof TaskResult.Snooze)) {
+                observer.failed(1);
+            } else if (!held) {
                 LOG.warn("task {} attempt {}: outcome refused, the worker no longer held it (rescued or cancelled)",
                         r.id(), r.attempt());
             }

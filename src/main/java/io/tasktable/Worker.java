@@ -3,6 +3,7 @@ package io.tasktable;
 import java.net.InetAddress;
 import java.net.UnknownHostException;
 import java.time.Duration;
+import java.time.Instant;
 import java.util.Arrays;
 import java.util.HashSet;
 import java.util.HexFormat;
@@ -55,6 +56,7 @@ public final class Worker implements AutoCloseable {
     private final String id;
     private final Map<String, TaskHandler> handlers;
     private final WorkerOptions options;
+    private final WorkerObserver observer;
     private final DSLContext db;
     /** claim_tasks arguments: null means all queues, and the queue's own lease. */
     private final String[] queues;
@@ -74,17 +76,19 @@ public final class Worker implements AutoCloseable {
     private volatile boolean stopping;
     private volatile boolean heartbeatStopped;
 
-    private Worker(ConnectionPool pool, Map<String, TaskHandler> handlers, WorkerOptions options) {
+    private Worker(ConnectionPool pool, Map<String, TaskHandler> handlers, WorkerOptions options,
+                   WorkerObserver observer) {
         this.id = newId();
         this.handlers = Map.copyOf(handlers);
         this.options = options;
+        this.observer = observer;
         this.db = DSL.using(pool.dataSource(), SQLDialect.POSTGRES);
         this.queues = options.queues().isEmpty() ? null : options.queues().toArray(String[]::new);
         this.lease = options.lease().map(YearToSecond::valueOf).orElse(null);
         this.slots = new Semaphore(options.concurrency());
-        this.reporter = new Reporter(db, id);
+        this.reporter = new Reporter(db, id, observer);
         this.listener = new Listener(pool, Set.copyOf(options.queues()), wakeup, id);
-        this.maintenance = new Maintenance(db, options, id);
+        this.maintenance = new Maintenance(db, options, id, observer);
         this.timer = Executors.newSingleThreadScheduledExecutor(
                 Thread.ofPlatform().daemon().name("tasktable-timeout-" + id).factory());
         this.claimer = Thread.ofPlatform().daemon().name("tasktable-claim-" + id).unstarted(this::claimLoop);
@@ -98,10 +102,17 @@ public final class Worker implements AutoCloseable {
      * @throws IllegalArgumentException when a queue in the options does not exist
      */
     public static Worker start(ConnectionPool pool, Map<String, TaskHandler> handlers, WorkerOptions options) {
+        return start(pool, handlers, options, WorkerObserver.NONE);
+    }
+
+    /** As {@link #start(ConnectionPool, Map, WorkerOptions)}, reporting what it does to an observer (metrics). */
+    public static Worker start(ConnectionPool pool, Map<String, TaskHandler> handlers, WorkerOptions options,
+                               WorkerObserver observer) {
         Objects.requireNonNull(pool, "pool");
         Objects.requireNonNull(handlers, "handlers");
         Objects.requireNonNull(options, "options");
-        Worker worker = new Worker(pool, handlers, options);
+        Objects.requireNonNull(observer, "observer");
+        Worker worker = new Worker(pool, handlers, options, observer);
         worker.checkQueues();
         worker.reporter.start();
         worker.listener.start();
@@ -161,6 +172,9 @@ public final class Worker implements AutoCloseable {
                 }
                 slots.release(n - claimed.size());
                 backlog = claimed.size() == n;
+                if (!claimed.isEmpty()) {
+                    observer.claimed(claimed.size());
+                }
                 long now = System.nanoTime();
                 for (TaskRecord row : claimed) {
                     dispatch(row, now);
@@ -177,13 +191,17 @@ public final class Worker implements AutoCloseable {
         Run run = new Run(task, Duration.between(row.getStartedAt(), row.getLeaseExpiresAt()), id, claimedNanos,
                 this::execute);
         running.put(task.id(), run);
+        Duration sinceDue = Duration.between(row.getRunAt().toInstant(), Instant.now());
+        observer.started(task, sinceDue.isNegative() ? Duration.ZERO : sinceDue);
         run.start(timer.schedule(() -> timeOut(run), options.handlerTimeout().toNanos(), TimeUnit.NANOSECONDS));
     }
 
     /** The body of a task's virtual thread. */
     private void execute(Run run) {
         try {
+            long startedNanos = System.nanoTime();
             TaskResult result = invoke(run);
+            observer.ran(run.task, Duration.ofNanos(System.nanoTime() - startedNanos));
             if (run.end(Run.Ending.FINISHED)) {
                 reporter.report(run, result);
             }

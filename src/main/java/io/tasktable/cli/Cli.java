@@ -8,8 +8,6 @@ import org.postgresql.ds.PGSimpleDataSource;
 import org.postgresql.util.PSQLException;
 import org.postgresql.util.ServerErrorMessage;
 
-import com.zaxxer.hikari.HikariConfig;
-import com.zaxxer.hikari.HikariDataSource;
 
 import io.tasktable.DatabaseUrl;
 
@@ -36,22 +34,6 @@ final class Cli {
         dataSource.setApplicationName("tasktable");
         dataSource.setConnectTimeout(10);
         return dataSource;
-    }
-
-    /** A connection pool for long-running commands; sized by the caller, named so operators can spot it. */
-    static HikariDataSource pool(DatabaseUrl url, int size) {
-        HikariConfig config = new HikariConfig();
-        config.setJdbcUrl(url.jdbcUrl());
-        config.setUsername(url.user());
-        if (!url.password().isEmpty()) {
-            config.setPassword(url.password());
-        }
-        config.setMaximumPoolSize(size);
-        config.setPoolName("tasktable");
-        config.addDataSourceProperty("ApplicationName", "tasktable");
-        // Fail fast with the driver's own message when the database is unreachable at start.
-        config.setInitializationFailTimeout(10_000);
-        return new HikariDataSource(config);
     }
 
     /** The most useful single line about a failure: the outermost SQL error's message, else the root cause's. */

@@ -1,18 +1,22 @@
 package io.tasktable.cli;
 
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 
-import com.zaxxer.hikari.HikariDataSource;
-
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
 import picocli.CommandLine.Spec;
 
+import io.tasktable.ConnectionPool;
 import io.tasktable.DatabaseUrl;
 import io.tasktable.Migrations;
+import io.tasktable.Worker;
+import io.tasktable.WorkerOptions;
 import io.tasktable.server.ServerOptions;
 import io.tasktable.server.TaskMetrics;
 import io.tasktable.server.TaskServer;
@@ -49,29 +53,47 @@ final class ServeCommand implements Callable<Integer> {
     private boolean allowOpenAccess;
 
     @Option(names = "--pool-size", defaultValue = "10",
-            description = "Database connections for the API (default: ${DEFAULT-VALUE}).")
+            description = "Database connections for the API (default: ${DEFAULT-VALUE}); --workers adds its own.")
     private int poolSize;
+
+    @Option(names = "--workers", paramLabel = "N", defaultValue = "0",
+            description = "Also run an in-process worker with the built-in handlers and this concurrency (default: none).")
+    private int workers;
+
+    @Option(names = "--queues", split = ",", paramLabel = "QUEUE",
+            description = "With --workers: queues to work on, comma-separated (default: all queues).")
+    private List<String> queues = new ArrayList<>();
 
     @Override
     public Integer call() throws InterruptedException {
         ServerOptions options = new ServerOptions(host, port, Optional.ofNullable(System.getenv(TOKEN_ENV)),
                 maxBodyBytes, allowOpenAccess);
         DatabaseUrl url = DatabaseUrl.fromEnvironment();
+        if (workers < 0) {
+            throw new ParameterException(spec.commandLine(), "--workers must be 0 or more");
+        }
         CountDownLatch stopped = new CountDownLatch(1);
-        try (HikariDataSource pool = Cli.pool(url, poolSize)) {
+        try (ConnectionPool pool = ConnectionPool.open(url, "tasktable", poolSize + (workers > 0 ? ConnectionPool.DEFAULT_SIZE : 0))) {
             if (migrate) {
-                int applied = Migrations.migrate(pool);
+                int applied = Migrations.migrate(pool.dataSource());
                 if (applied > 0) {
                     spec.commandLine().getErr().println("tasktable: applied " + applied + " migration(s) to " + url);
                 }
             }
-            TaskServer server = TaskServer.start(pool, options, new TaskMetrics());
+            TaskMetrics metrics = new TaskMetrics();
+            Worker worker = workers == 0 ? null : Worker.start(pool, BuiltinHandlers.all(),
+                    WorkerOptions.defaults().withConcurrency(workers).withQueues(queues), metrics);
+            TaskServer server = TaskServer.start(pool.dataSource(), options, metrics);
             Runtime.getRuntime().addShutdownHook(Thread.ofPlatform().unstarted(() -> {
+                // Stop taking requests first, then let the worker finish or hand back its tasks.
                 server.close();
+                if (worker != null) {
+                    worker.close();
+                }
                 stopped.countDown();
             }));
             spec.commandLine().getOut().println("tasktable: serving http://" + options.host() + ":" + server.port()
-                    + "/ (database " + url + ")");
+                    + "/ (database " + url + (worker == null ? "" : ", worker " + worker.id()) + ")");
             spec.commandLine().getOut().flush();
             stopped.await();
         }

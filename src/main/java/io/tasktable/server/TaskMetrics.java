@@ -15,6 +15,8 @@ import io.micrometer.core.instrument.Timer;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 
+import io.tasktable.ClaimedTask;
+import io.tasktable.WorkerObserver;
 import io.tasktable.db.tables.records.QueueStatsRecord;
 
 /**
@@ -22,7 +24,7 @@ import io.tasktable.db.tables.records.QueueStatsRecord;
  * query of {@code queue_stats}), so it is the same whichever process is scraped; the counters and
  * histograms count what this process did (its API enqueues, its in-process workers).
  */
-public final class TaskMetrics {
+public final class TaskMetrics implements WorkerObserver {
 
     private final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
     private final Counter enqueued = counter("tasktable.tasks.enqueued", "Tasks enqueued through this process's API");
@@ -48,28 +50,34 @@ public final class TaskMetrics {
         enqueued.increment(n);
     }
 
+    @Override
     public void claimed(int n) {
         claimed.increment(n);
     }
 
+    @Override
+    public void started(ClaimedTask task, Duration sinceDue) {
+        startLatency.record(sinceDue);
+    }
+
+    @Override
+    public void ran(ClaimedTask task, Duration duration) {
+        handlerDuration.record(duration);
+    }
+
+    @Override
     public void completed(int n) {
         completed.increment(n);
     }
 
+    @Override
     public void failed(int n) {
         failed.increment(n);
     }
 
+    @Override
     public void rescued(int n) {
         rescued.increment(n);
-    }
-
-    public void handlerRan(Duration duration) {
-        handlerDuration.record(duration);
-    }
-
-    public void handlerStarted(Duration sinceDue) {
-        startLatency.record(sinceDue);
     }
 
     /** Refreshes the depth gauges from the database and renders everything in Prometheus text format. */

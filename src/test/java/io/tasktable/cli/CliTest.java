@@ -2,6 +2,7 @@ package io.tasktable.cli;
 
 import static io.tasktable.cli.MigrateCommandTest.tasktable;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
 
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
@@ -11,6 +12,7 @@ import java.net.http.HttpRequest;
 import java.net.http.HttpResponse.BodyHandlers;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
@@ -92,10 +94,10 @@ class CliTest {
     }
 
     @Test
-    void serve_answers_health_until_sigterm_stops_it() throws Exception {
+    void serve_with_workers_runs_posted_tasks_reports_metrics_and_stops_on_sigterm() throws Exception {
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         ProcessBuilder builder = new ProcessBuilder(java, "-cp", System.getProperty("java.class.path"), Main.class.getName(),
-                "serve", "--port", "0");
+                "serve", "--port", "0", "--workers", "4");
         builder.environment().putAll(env);
         builder.redirectError(ProcessBuilder.Redirect.DISCARD);
         Process server = builder.start();
@@ -105,11 +107,24 @@ class CliTest {
             Matcher port = Pattern.compile("serving http://127\\.0\\.0\\.1:(\\d+)/").matcher(String.valueOf(banner));
             assertThat(port.find()).as("banner: %s", banner).isTrue();
 
+            String base = "http://127.0.0.1:" + port.group(1);
             try (HttpClient http = HttpClient.newHttpClient()) {
-                var ready = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port.group(1) + "/health/ready"))
-                        .build(), BodyHandlers.ofString());
+                var ready = http.send(HttpRequest.newBuilder(URI.create(base + "/health/ready")).build(), BodyHandlers.ofString());
                 assertThat(ready.statusCode()).isEqualTo(200);
                 assertThat(ready.body()).contains("\"status\":\"UP\"");
+
+                var posted = http.send(HttpRequest.newBuilder(URI.create(base + "/api/tasks"))
+                        .header("Content-Type", "application/json")
+                        .POST(HttpRequest.BodyPublishers.ofString("[{\"kind\": \"noop\"}, {\"kind\": \"fail\", \"max_attempts\": 1}]"))
+                        .build(), BodyHandlers.ofString());
+                assertThat(posted.statusCode()).as(posted.body()).isEqualTo(201);
+                await().atMost(Duration.ofSeconds(20)).untilAsserted(() -> assertThat(
+                        http.send(HttpRequest.newBuilder(URI.create(base + "/metrics")).build(), BodyHandlers.ofString()).body())
+                        .contains("tasktable_tasks_completed_total 1.0")
+                        .contains("tasktable_tasks_failed_total 1.0")
+                        .contains("tasktable_tasks{queue=\"default\",state=\"succeeded\"} 1.0")
+                        .contains("tasktable_tasks{queue=\"default\",state=\"dead\"} 1.0")
+                        .contains("tasktable_handler_duration_seconds_count 2"));
             }
 
             server.destroy();

@@ -17,8 +17,8 @@ import org.jooq.types.YearToSecond;
 
 /**
  * Put a running task back to queued, to run after delay, without using up an
- * attempt. false when the caller no longer holds this attempt. Errors: TT007
- * delay, TT008, TT009.
+ * attempt (delay 0 hands it back and wakes idle workers). false when the caller
+ * no longer holds this attempt. Errors: TT007 delay, TT008, TT009.
  */
 @SuppressWarnings({ "all", "unchecked", "rawtypes", "this-escape" })
 public class SnoozeTask extends AbstractRoutine<Boolean> {
@@ -49,7 +49,7 @@ public class SnoozeTask extends AbstractRoutine<Boolean> {
      * Create a new routine call instance
      */
     public SnoozeTask() {
-        super("snooze_task", Tasktable.TASKTABLE, DSL.comment("Put a running task back to queued, to run after delay, without using up an attempt. false when the caller no longer holds this attempt. Errors: TT007 delay, TT008, TT009."), SQLDataType.BOOLEAN);
+        super("snooze_task", Tasktable.TASKTABLE, DSL.comment("Put a running task back to queued, to run after delay, without using up an attempt (delay 0 hands it back and wakes idle workers). false when the caller no longer holds this attempt. Errors: TT007 delay, TT008, TT009."), SQLDataType.BOOLEAN);
 
         setReturnParameter(RETURN_VALUE);
         addInParameter(ID);
