@@ -32,8 +32,8 @@ public final class Main implements Callable<Integer> {
         });
         cli.setParameterExceptionHandler((e, args) -> {
             CommandLine command = e.getCommandLine();
-            command.getErr().println("tasktable: " + e.getMessage());
-            command.getErr().println("Try '" + command.getCommandSpec().qualifiedName() + " --help'.");
+            command.getErr().println("tasktable: " + e.getMessage() + " (see '"
+                    + command.getCommandSpec().qualifiedName() + " --help')");
             return Cli.EXIT_USAGE;
         });
         return cli;
