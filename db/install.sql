@@ -1,0 +1,842 @@
+-- tasktable: single-file install for psql, GENERATED from db/migration by the build
+-- (io.tasktable.InstallScript). Do not edit: change a migration and rebuild.
+--
+--   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f db/install.sql
+--
+-- Applies, in one transaction, each migration the database does not have yet and records it in
+-- tasktable.flyway_schema_history exactly as Flyway does, so `tasktable migrate` and this script
+-- can take turns. On an up-to-date database it changes nothing; it never drops anything.
+\set ON_ERROR_STOP on
+BEGIN;
+CREATE SCHEMA IF NOT EXISTS tasktable;
+CREATE TABLE IF NOT EXISTS tasktable.flyway_schema_history (
+    installed_rank integer NOT NULL CONSTRAINT flyway_schema_history_pk PRIMARY KEY,
+    version varchar(50),
+    description varchar(200) NOT NULL,
+    type varchar(20) NOT NULL,
+    script varchar(1000) NOT NULL,
+    checksum integer,
+    installed_by varchar(100) NOT NULL,
+    installed_on timestamp NOT NULL DEFAULT now(),
+    execution_time integer NOT NULL,
+    success boolean NOT NULL
+);
+CREATE INDEX IF NOT EXISTS flyway_schema_history_s_idx ON tasktable.flyway_schema_history (success);
+
+-- ================================================================================================
+-- V1__task_queue_core.sql
+SELECT NOT EXISTS (SELECT FROM tasktable.flyway_schema_history WHERE version = '1' AND success) AS tasktable_apply \gset
+\if :tasktable_apply
+-- V1: the task table, per-queue policy, and the queue functions (the public SQL API).
+--
+-- Every queue rule lives here, once: state transitions, dedup, leases, retry backoff, dead letters.
+-- Workers in any language call these functions; Java only wraps them.
+-- Flyway runs this with schemas=tasktable, which creates the schema (install.sql adds CREATE SCHEMA).
+--
+-- Errors raised by these functions use SQLSTATE class TT (not used by PostgreSQL itself):
+--   TT001 invalid task kind             TT007 invalid interval (lease, delay)
+--   TT002 payload not an object/array   TT008 malformed array argument (NULL, mismatched lengths, not 1-D)
+--   TT003 payload too large             TT009 invalid attempt number
+--   TT004 unknown queue                 TT010 unknown task
+--   TT005 batch size out of range       TT011 illegal state change
+--   TT006 invalid worker name           TT012 task option out of range (priority, max_attempts, dedup_key)
+-- Each error carries a message and a hint. A raised error aborts the statement: nothing is half-written.
+
+CREATE TYPE tasktable.task_state AS ENUM ('queued', 'running', 'succeeded', 'dead', 'cancelled');
+COMMENT ON TYPE tasktable.task_state IS
+    'queued: waiting to run (now or at run_at, including a retry after backoff); running: claimed, under a lease; '
+    'succeeded, dead (attempts used up or not retryable), cancelled: final until retry_task.';
+
+-- Per-queue policy. A DBA tunes behaviour with UPDATE; it takes effect at the next claim or failure.
+CREATE TABLE tasktable.queue (
+    name           text PRIMARY KEY,
+    paused         boolean NOT NULL DEFAULT false,
+    max_attempts   integer NOT NULL DEFAULT 25,
+    backoff_base   interval NOT NULL DEFAULT '1 second',
+    backoff_factor double precision NOT NULL DEFAULT 2,
+    backoff_cap    interval NOT NULL DEFAULT '1 hour',
+    backoff_jitter double precision NOT NULL DEFAULT 0.1,
+    lease          interval NOT NULL DEFAULT '30 seconds',
+    retention      interval NOT NULL DEFAULT '7 days',
+    dead_retention interval NOT NULL DEFAULT '30 days',
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT queue_name_valid CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$'),
+    CONSTRAINT max_attempts_in_range CHECK (max_attempts BETWEEN 1 AND 1000),
+    CONSTRAINT backoff_base_positive CHECK (backoff_base > interval '0'),
+    CONSTRAINT backoff_factor_in_range CHECK (backoff_factor BETWEEN 1 AND 10),
+    CONSTRAINT backoff_cap_at_least_base CHECK (backoff_cap >= backoff_base),
+    CONSTRAINT backoff_cap_at_most_30_days CHECK (backoff_cap <= interval '30 days'),
+    CONSTRAINT backoff_jitter_in_range CHECK (backoff_jitter BETWEEN 0 AND 1),
+    CONSTRAINT lease_in_range CHECK (lease BETWEEN interval '1 second' AND interval '1 day'),
+    -- Bounded so that now() + delay and now() - retention always stay valid timestamps.
+    CONSTRAINT retention_in_range CHECK (retention BETWEEN interval '0' AND interval '100 years'
+                                         AND dead_retention BETWEEN interval '0' AND interval '100 years')
+);
+COMMENT ON TABLE tasktable.queue IS
+    'Per-queue policy. Create a queue with INSERT INTO tasktable.queue (name) VALUES (...); tune it with UPDATE.';
+COMMENT ON COLUMN tasktable.queue.paused IS 'Paused queues accept tasks but claim_tasks skips them.';
+COMMENT ON COLUMN tasktable.queue.max_attempts IS
+    'Attempts before a task goes dead, for tasks enqueued without their own max_attempts (read at each failure). '
+    '25 with the default backoff spreads retries over about 14 hours.';
+COMMENT ON COLUMN tasktable.queue.backoff_base IS 'Delay before the first retry: retry n waits least(cap, base * factor^(n-1)), minus jitter.';
+COMMENT ON COLUMN tasktable.queue.backoff_factor IS 'Growth of the retry delay per attempt (1 = constant).';
+COMMENT ON COLUMN tasktable.queue.backoff_cap IS 'Longest retry delay.';
+COMMENT ON COLUMN tasktable.queue.backoff_jitter IS
+    'Fraction of the delay removed at random (0..1), so failed tasks of one burst do not retry in lockstep.';
+COMMENT ON COLUMN tasktable.queue.lease IS
+    'How long a claim holds a task without a heartbeat. 30 s: workers heartbeat every ~10 s, so a crashed '
+    'worker''s tasks come back within seconds, not hours.';
+COMMENT ON COLUMN tasktable.queue.retention IS 'prune_tasks deletes succeeded and cancelled tasks finished longer ago than this.';
+COMMENT ON COLUMN tasktable.queue.dead_retention IS 'prune_tasks deletes dead tasks finished longer ago than this (kept longer for inspection).';
+
+INSERT INTO tasktable.queue (name) VALUES ('default');
+
+CREATE TABLE tasktable.task (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    queue            text NOT NULL REFERENCES tasktable.queue (name),
+    kind             text NOT NULL,
+    payload          jsonb NOT NULL DEFAULT '{}',
+    state            tasktable.task_state NOT NULL DEFAULT 'queued',
+    priority         integer NOT NULL DEFAULT 0,
+    run_at           timestamptz NOT NULL DEFAULT now(),
+    attempt          integer NOT NULL DEFAULT 0,
+    max_attempts     integer,
+    dedup_key        text,
+    worker           text,
+    lease_expires_at timestamptz,
+    last_error       text,
+    result           jsonb,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    started_at       timestamptz,
+    finished_at      timestamptz,
+    CONSTRAINT kind_valid CHECK (length(kind) BETWEEN 1 AND 255),
+    CONSTRAINT payload_object_or_array CHECK (jsonb_typeof(payload) IN ('object', 'array')),
+    CONSTRAINT payload_size_limit CHECK (octet_length(payload::text) <= 1048576),
+    CONSTRAINT priority_in_range CHECK (priority BETWEEN -1000 AND 1000),
+    CONSTRAINT attempt_within_max CHECK (attempt >= 0 AND attempt <= max_attempts),
+    CONSTRAINT dedup_key_valid CHECK (length(dedup_key) BETWEEN 1 AND 255),
+    CONSTRAINT result_size_limit CHECK (octet_length(result::text) <= 1048576),
+    CONSTRAINT running_has_lease CHECK ((state = 'running') = (lease_expires_at IS NOT NULL)),
+    CONSTRAINT finished_has_finished_at CHECK ((state IN ('succeeded', 'dead', 'cancelled')) = (finished_at IS NOT NULL))
+);
+COMMENT ON TABLE tasktable.task IS 'One row per task. Change it only through the tasktable functions.';
+COMMENT ON COLUMN tasktable.task.priority IS 'Higher runs first (-1000..1000).';
+COMMENT ON COLUMN tasktable.task.attempt IS 'Number of times the task was claimed; also the fencing token a worker passes back.';
+COMMENT ON COLUMN tasktable.task.max_attempts IS 'NULL: follow the queue''s max_attempts.';
+COMMENT ON COLUMN tasktable.task.dedup_key IS 'At most one queued or running task per (queue, dedup_key).';
+COMMENT ON COLUMN tasktable.task.worker IS 'The worker that claimed the task last.';
+
+-- Serves claim_tasks: WHERE state = 'queued' AND run_at <= now() ORDER BY priority DESC, run_at, id.
+-- Partial on queued rows, so finished and running rows never slow the claim; within one priority the
+-- future-dated rows sort after the due ones, so the scan stops before reaching them.
+CREATE INDEX task_claim_idx ON tasktable.task (priority DESC, run_at, id) WHERE state = 'queued';
+-- Serves dedup in enqueue_tasks (ON CONFLICT) and keeps live duplicates out.
+CREATE UNIQUE INDEX task_dedup_idx ON tasktable.task (queue, dedup_key)
+    WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running');
+-- Serves rescue_expired_tasks: WHERE state = 'running' AND lease_expires_at < now().
+CREATE INDEX task_lease_idx ON tasktable.task (lease_expires_at) WHERE state = 'running';
+-- Serves prune_tasks and task_throughput: per (queue, final state), a range on finished_at, so rows kept
+-- by a longer retention (dead tasks) are never read when pruning shorter-lived ones.
+CREATE INDEX task_finished_idx ON tasktable.task (queue, state, finished_at) WHERE finished_at IS NOT NULL;
+
+-- Input of enqueue_tasks: NULL fields take the same defaults as enqueue_task.
+CREATE TYPE tasktable.task_spec AS (
+    kind         text,
+    payload      jsonb,
+    queue        text,
+    run_at       timestamptz,
+    priority     integer,
+    max_attempts integer,
+    dedup_key    text
+);
+COMMENT ON TYPE tasktable.task_spec IS
+    'One task for enqueue_tasks: (kind, payload, queue, run_at, priority, max_attempts, dedup_key); NULL means the default.';
+
+
+-- enqueue_tasks: the one implementation of enqueue. Validates the whole batch first (the first bad spec
+-- raises, nothing is inserted), inserts in one statement, and returns the ids in input order. A spec whose
+-- (queue, dedup_key) matches a queued or running task is not inserted; the live task's id is returned.
+-- Newly inserted due tasks NOTIFY channel 'tasktable' with the queue name (unless the queue is paused);
+-- PostgreSQL delivers it at commit, so a rolled-back enqueue neither exists nor wakes anyone.
+CREATE FUNCTION tasktable.enqueue_tasks(specs tasktable.task_spec[])
+RETURNS bigint[]
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    bad    record;
+    ids    bigint[];
+    lost   integer;
+    wake   text[];
+BEGIN
+    IF specs IS NULL OR cardinality(specs) = 0 THEN
+        RETURN '{}';
+    END IF;
+    IF array_ndims(specs) > 1 THEN
+        RAISE EXCEPTION 'tasktable: specs must be a one-dimensional array'
+            USING ERRCODE = 'TT008', HINT = 'Pass ARRAY[ROW(...)::tasktable.task_spec, ...].';
+    END IF;
+
+    SELECT v.* INTO bad FROM (
+        SELECT s.ord, s.kind, s.queue, s.priority, s.max_attempts,
+               CASE
+                   WHEN s.kind IS NULL OR length(s.kind) NOT BETWEEN 1 AND 255 THEN 'kind'
+                   WHEN s.payload IS NOT NULL AND jsonb_typeof(s.payload) NOT IN ('object', 'array') THEN 'payload'
+                   WHEN s.payload IS NOT NULL AND octet_length(s.payload::text) > 1048576 THEN 'size'
+                   WHEN s.priority NOT BETWEEN -1000 AND 1000 THEN 'priority'
+                   WHEN s.max_attempts NOT BETWEEN 1 AND 1000 THEN 'max_attempts'
+                   WHEN length(s.dedup_key) NOT BETWEEN 1 AND 255 THEN 'dedup_key'
+                   WHEN q.name IS NULL THEN 'queue'
+               END AS problem
+        FROM unnest(specs) WITH ORDINALITY AS s (kind, payload, queue, run_at, priority, max_attempts, dedup_key, ord)
+        LEFT JOIN tasktable.queue q ON q.name = coalesce(s.queue, 'default')
+    ) v
+    WHERE v.problem IS NOT NULL
+    ORDER BY v.ord
+    LIMIT 1;
+
+    IF FOUND THEN
+        CASE bad.problem
+        WHEN 'kind' THEN
+            RAISE EXCEPTION 'tasktable: task kind must be 1 to 255 characters, got %', coalesce(quote_literal(bad.kind), 'NULL')
+                USING ERRCODE = 'TT001', DETAIL = format('task %s of the batch', bad.ord),
+                      HINT = 'The kind names the handler that runs the task, e.g. ''send_email''.';
+        WHEN 'payload' THEN
+            RAISE EXCEPTION 'tasktable: task payload must be a JSON object or array'
+                USING ERRCODE = 'TT002', DETAIL = format('task %s of the batch', bad.ord),
+                      HINT = 'Wrap scalars in an object, e.g. {"value": 42}.';
+        WHEN 'size' THEN
+            RAISE EXCEPTION 'tasktable: task payload exceeds 1 MB'
+                USING ERRCODE = 'TT003', DETAIL = format('task %s of the batch', bad.ord),
+                      HINT = 'Store large data in a table and put its key in the payload.';
+        WHEN 'priority' THEN
+            RAISE EXCEPTION 'tasktable: priority must be between -1000 and 1000, got %', bad.priority
+                USING ERRCODE = 'TT012', DETAIL = format('task %s of the batch', bad.ord),
+                      HINT = 'Higher priorities run first; 0 is the default.';
+        WHEN 'max_attempts' THEN
+            RAISE EXCEPTION 'tasktable: max_attempts must be between 1 and 1000, got %', bad.max_attempts
+                USING ERRCODE = 'TT012', DETAIL = format('task %s of the batch', bad.ord),
+                      HINT = 'Leave it NULL to follow the queue''s max_attempts.';
+        WHEN 'dedup_key' THEN
+            RAISE EXCEPTION 'tasktable: dedup_key must be 1 to 255 characters'
+                USING ERRCODE = 'TT012', DETAIL = format('task %s of the batch', bad.ord),
+                      HINT = 'Leave it NULL for no deduplication.';
+        ELSE
+            RAISE EXCEPTION 'tasktable: unknown queue %', quote_literal(coalesce(bad.queue, 'default'))
+                USING ERRCODE = 'TT004', DETAIL = format('task %s of the batch', bad.ord),
+                      HINT = format('Create it first: INSERT INTO tasktable.queue (name) VALUES (%L);', coalesce(bad.queue, 'default'));
+        END CASE;
+    END IF;
+
+    -- Ids are drawn up front so the result can be ordered like the input, whatever the insert skips.
+    WITH input AS MATERIALIZED (
+        SELECT nextval(pg_get_serial_sequence('tasktable.task', 'id')) AS id, s.ord,
+               s.kind, coalesce(s.payload, '{}') AS payload, coalesce(s.queue, 'default') AS queue,
+               coalesce(s.run_at, now()) AS run_at, coalesce(s.priority, 0) AS priority,
+               s.max_attempts, s.dedup_key
+        FROM unnest(specs) WITH ORDINALITY AS s (kind, payload, queue, run_at, priority, max_attempts, dedup_key, ord)
+    ), inserted AS (
+        INSERT INTO tasktable.task (id, queue, kind, payload, run_at, priority, max_attempts, dedup_key)
+        OVERRIDING SYSTEM VALUE
+        SELECT i.id, i.queue, i.kind, i.payload, i.run_at, i.priority, i.max_attempts, i.dedup_key
+        FROM input i
+        ORDER BY i.ord
+        ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
+        RETURNING id, queue, dedup_key
+    )
+    SELECT array_agg(coalesce(mine.id, twin.id, live.id) ORDER BY i.ord),
+           array_agg(DISTINCT i.queue) FILTER (WHERE mine.id IS NOT NULL AND i.run_at <= now())
+    INTO ids, wake
+    FROM input i
+    LEFT JOIN inserted mine ON mine.id = i.id
+    -- an earlier spec of this same batch with the same key
+    LEFT JOIN inserted twin ON mine.id IS NULL AND twin.queue = i.queue AND twin.dedup_key = i.dedup_key
+    -- a live task that existed before this statement
+    LEFT JOIN tasktable.task live ON mine.id IS NULL AND twin.id IS NULL
+        AND live.queue = i.queue AND live.dedup_key = i.dedup_key AND live.state IN ('queued', 'running');
+
+    -- A NULL is left only when a concurrent transaction committed the same key after this statement
+    -- started. Each retry runs with a new snapshot (READ COMMITTED), so it finds that task or inserts.
+    lost := array_position(ids, NULL);
+    WHILE lost IS NOT NULL LOOP
+        ids[lost] := (tasktable.enqueue_tasks(ARRAY[specs[lost]]))[1];
+        lost := array_position(ids, NULL);
+    END LOOP;
+
+    -- Only queues that got a due task and are not paused: a NOTIFY makes the commit take a global lock.
+    PERFORM pg_notify('tasktable', q.name)
+    FROM tasktable.queue q
+    WHERE q.name = ANY (wake) AND NOT q.paused;
+
+    RETURN ids;
+END
+$$;
+COMMENT ON FUNCTION tasktable.enqueue_tasks(tasktable.task_spec[]) IS
+    'Enqueue many tasks in one statement; returns their ids in input order. Runs in the caller''s transaction: '
+    'the tasks exist iff it commits. A spec matching a live (queued or running) task''s (queue, dedup_key) returns '
+    'that task''s id instead. Errors: TT001 kind, TT002 payload type, TT003 payload size, TT004 unknown queue, '
+    'TT012 priority/max_attempts/dedup_key, TT008 not a 1-D array. Without composite types, use enqueue_tasks_json.';
+
+
+-- enqueue_task: one task; wraps enqueue_tasks. Named arguments skip the defaults you do not need:
+--   SELECT tasktable.enqueue_task('send_email', '{"to": "a@example.com"}', queue => 'mail');
+CREATE FUNCTION tasktable.enqueue_task(
+    kind         text,
+    payload      jsonb DEFAULT '{}',
+    queue        text DEFAULT 'default',
+    run_at       timestamptz DEFAULT NULL,
+    priority     integer DEFAULT 0,
+    max_attempts integer DEFAULT NULL,
+    dedup_key    text DEFAULT NULL
+)
+RETURNS bigint
+LANGUAGE sql VOLATILE
+RETURN (tasktable.enqueue_tasks(ARRAY[ROW(kind, payload, queue, run_at, priority, max_attempts, dedup_key)::tasktable.task_spec]))[1];
+COMMENT ON FUNCTION tasktable.enqueue_task(text, jsonb, text, timestamptz, integer, integer, text) IS
+    'Enqueue one task in the caller''s transaction and return its id (or the id of the live task with the same '
+    'queue and dedup_key). run_at NULL = now; max_attempts NULL = the queue''s. Errors as enqueue_tasks.';
+
+
+-- enqueue_tasks_json: enqueue_tasks for callers without composite types (any driver can send text):
+--   SELECT tasktable.enqueue_tasks_json('[{"kind": "send_email", "payload": {"to": "a@example.com"}},
+--                                         {"kind": "resize", "queue": "images", "priority": 5}]');
+-- Each element is an object with the task_spec fields; unknown fields and wrong JSON types are refused
+-- (TT012) rather than ignored, so a typo such as "queu" never sends a task to the wrong queue.
+CREATE FUNCTION tasktable.enqueue_tasks_json(specs jsonb)
+RETURNS bigint[]
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    bad       record;
+    converted tasktable.task_spec[];
+BEGIN
+    IF specs IS NULL OR jsonb_typeof(specs) <> 'array' THEN
+        RAISE EXCEPTION 'tasktable: specs must be a JSON array of task objects'
+            USING ERRCODE = 'TT008', HINT = 'e.g. [{"kind": "send_email", "payload": {"to": "a@example.com"}}]';
+    END IF;
+
+    SELECT e.ord, CASE
+               WHEN jsonb_typeof(e.spec) <> 'object' THEN 'must be a JSON object'
+               WHEN u.key IS NOT NULL THEN format('has an unknown field %L', u.key)
+               WHEN jsonb_typeof(e.spec -> 'kind') NOT IN ('string', 'null') THEN 'kind must be a string'
+               WHEN jsonb_typeof(e.spec -> 'queue') NOT IN ('string', 'null') THEN 'queue must be a string'
+               WHEN jsonb_typeof(e.spec -> 'run_at') NOT IN ('string', 'null') THEN 'run_at must be a timestamp string'
+               WHEN jsonb_typeof(e.spec -> 'dedup_key') NOT IN ('string', 'null') THEN 'dedup_key must be a string'
+               WHEN jsonb_typeof(e.spec -> 'priority') NOT IN ('number', 'null') THEN 'priority must be an integer'
+               WHEN jsonb_typeof(e.spec -> 'max_attempts') NOT IN ('number', 'null') THEN 'max_attempts must be an integer'
+           END AS problem
+    INTO bad
+    FROM jsonb_array_elements(specs) WITH ORDINALITY AS e (spec, ord)
+    LEFT JOIN LATERAL (
+        SELECT k.key FROM jsonb_object_keys(CASE WHEN jsonb_typeof(e.spec) = 'object' THEN e.spec ELSE '{}' END) AS k (key)
+        WHERE k.key NOT IN ('kind', 'payload', 'queue', 'run_at', 'priority', 'max_attempts', 'dedup_key')
+        LIMIT 1
+    ) u ON true
+    WHERE jsonb_typeof(e.spec) <> 'object' OR u.key IS NOT NULL
+       OR jsonb_typeof(e.spec -> 'kind') NOT IN ('string', 'null')
+       OR jsonb_typeof(e.spec -> 'queue') NOT IN ('string', 'null')
+       OR jsonb_typeof(e.spec -> 'run_at') NOT IN ('string', 'null')
+       OR jsonb_typeof(e.spec -> 'dedup_key') NOT IN ('string', 'null')
+       OR jsonb_typeof(e.spec -> 'priority') NOT IN ('number', 'null')
+       OR jsonb_typeof(e.spec -> 'max_attempts') NOT IN ('number', 'null')
+    ORDER BY e.ord
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'tasktable: task % of the batch %', bad.ord, bad.problem
+            USING ERRCODE = 'TT012', HINT = 'Fields: kind, payload, queue, run_at, priority, max_attempts, dedup_key.';
+    END IF;
+
+    BEGIN
+        SELECT array_agg(ROW(e.spec ->> 'kind', nullif(e.spec -> 'payload', 'null'::jsonb), e.spec ->> 'queue',
+                             (e.spec ->> 'run_at')::timestamptz, (e.spec ->> 'priority')::integer,
+                             (e.spec ->> 'max_attempts')::integer, e.spec ->> 'dedup_key')::tasktable.task_spec
+                         ORDER BY e.ord)
+        INTO converted
+        FROM jsonb_array_elements(specs) WITH ORDINALITY AS e (spec, ord);
+    EXCEPTION WHEN data_exception THEN
+        RAISE EXCEPTION 'tasktable: invalid task field: %', SQLERRM
+            USING ERRCODE = 'TT012', HINT = 'run_at is a timestamp such as 2030-01-01T09:00:00Z; priority and max_attempts are integers.';
+    END;
+    RETURN tasktable.enqueue_tasks(converted);
+END
+$$;
+COMMENT ON FUNCTION tasktable.enqueue_tasks_json(jsonb) IS
+    'enqueue_tasks for any driver: a JSON array of {kind, payload, queue, run_at, priority, max_attempts, '
+    'dedup_key} objects; returns the ids in input order. Unknown fields or wrong JSON types raise TT012; '
+    'otherwise the errors of enqueue_tasks.';
+
+
+-- claim_tasks: the hot path, one statement. Up to n ready tasks (queued, run_at <= now(), queue not paused),
+-- highest priority first, then oldest run_at, then id; SKIP LOCKED so concurrent workers never wait on
+-- each other nor get the same task. Each claimed task becomes running with attempt + 1 and a lease of
+-- `lease` (default: its queue's). The returned attempt is the fencing token for complete/fail/extend.
+CREATE FUNCTION tasktable.claim_tasks(
+    n      integer,
+    worker text,
+    queues text[] DEFAULT NULL,
+    lease  interval DEFAULT NULL
+)
+RETURNS SETOF tasktable.task
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    unknown text;
+BEGIN
+    IF n IS NULL OR n NOT BETWEEN 1 AND 10000 THEN
+        RAISE EXCEPTION 'tasktable: claim size must be between 1 and 10000, got %', coalesce(n::text, 'NULL')
+            USING ERRCODE = 'TT005', HINT = 'Claim what the worker has free capacity for, e.g. 10.';
+    END IF;
+    IF worker IS NULL OR length(worker) NOT BETWEEN 1 AND 255 THEN
+        RAISE EXCEPTION 'tasktable: worker name must be 1 to 255 characters'
+            USING ERRCODE = 'TT006', HINT = 'Name the worker so operators can see who holds a task, e.g. host:pid.';
+    END IF;
+    IF lease IS NOT NULL AND lease NOT BETWEEN interval '1 second' AND interval '1 day' THEN
+        RAISE EXCEPTION 'tasktable: lease must be between 1 second and 1 day, got %', lease
+            USING ERRCODE = 'TT007', HINT = 'Leave it NULL to use the queue''s lease.';
+    END IF;
+    IF cardinality(queues) = 0 THEN
+        RAISE EXCEPTION 'tasktable: queues must name at least one queue'
+            USING ERRCODE = 'TT004', HINT = 'Pass NULL to claim from all queues.';
+    END IF;
+    SELECT w.name INTO unknown
+    FROM unnest(queues) AS w (name)
+    WHERE w.name IS NULL OR NOT EXISTS (SELECT FROM tasktable.queue q WHERE q.name = w.name)
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'tasktable: unknown queue %', coalesce(quote_literal(unknown), 'NULL')
+            USING ERRCODE = 'TT004', HINT = 'Pass NULL for all queues, or names from tasktable.queue.';
+    END IF;
+
+    RETURN QUERY
+    WITH ready AS (
+        SELECT t.id
+        FROM tasktable.task t
+        WHERE t.state = 'queued'
+          AND t.run_at <= now()
+          AND (claim_tasks.queues IS NULL OR t.queue = ANY (claim_tasks.queues))
+          AND t.queue <> ALL (ARRAY(SELECT p.name FROM tasktable.queue p WHERE p.paused))
+        ORDER BY t.priority DESC, t.run_at, t.id
+        LIMIT claim_tasks.n
+        FOR UPDATE OF t SKIP LOCKED
+    )
+    UPDATE tasktable.task t
+    SET state = 'running',
+        attempt = t.attempt + 1,
+        worker = claim_tasks.worker,
+        started_at = now(),
+        lease_expires_at = now() + coalesce(claim_tasks.lease, q.lease)
+    FROM ready, tasktable.queue q
+    WHERE t.id = ready.id AND q.name = t.queue
+    RETURNING t.*;
+END
+$$;
+COMMENT ON FUNCTION tasktable.claim_tasks(integer, text, text[], interval) IS
+    'Claim up to n ready tasks for worker (queues NULL = all; lease NULL = each queue''s lease): highest '
+    'priority, then oldest run_at, first. Returns them running, with attempt incremented: pass id and attempt '
+    'back to complete_task / fail_task / extend_lease. At-least-once: a task whose lease expires is rescued '
+    'and runs again, so handlers must be idempotent. Errors: TT004 queue, TT005 n, TT006 worker, TT007 lease.';
+
+
+-- _check_task_refs: shared argument checks of the batch functions that take (ids, attempts).
+CREATE FUNCTION tasktable._check_task_refs(ids bigint[], attempts integer[])
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF ids IS NULL OR attempts IS NULL OR array_ndims(ids) > 1 OR array_ndims(attempts) > 1
+       OR cardinality(ids) <> cardinality(attempts) OR array_position(ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'tasktable: ids and attempts must be non-null arrays of equal length'
+            USING ERRCODE = 'TT008', HINT = 'Pass one-dimensional arrays: each task''s id with the attempt number claim_tasks returned for it.';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(attempts) AS a WHERE a IS NULL OR a < 1) THEN
+        RAISE EXCEPTION 'tasktable: attempt numbers must be 1 or more'
+            USING ERRCODE = 'TT009', HINT = 'Pass the attempt number claim_tasks returned with the task.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION tasktable._check_task_refs(bigint[], integer[]) IS 'Internal: argument checks for (ids, attempts) pairs.';
+
+
+-- complete_tasks: the one implementation of completion. A task completes only if it is still running
+-- under the given attempt; anything else (rescued, re-claimed, cancelled, already completed) is left
+-- untouched. Completing after the lease ran out but before a rescue is accepted: nobody else ran it.
+CREATE FUNCTION tasktable.complete_tasks(ids bigint[], attempts integer[], results jsonb[] DEFAULT NULL)
+RETURNS bigint[]
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    done bigint[];
+BEGIN
+    PERFORM tasktable._check_task_refs(ids, attempts);
+    IF results IS NOT NULL AND (array_ndims(results) > 1 OR cardinality(results) <> cardinality(ids)) THEN
+        RAISE EXCEPTION 'tasktable: results must be NULL or as long as ids'
+            USING ERRCODE = 'TT008', HINT = 'Pass one result (or NULL) per task.';
+    END IF;
+    IF results IS NOT NULL AND EXISTS (SELECT FROM unnest(results) r WHERE octet_length(r::text) > 1048576) THEN
+        RAISE EXCEPTION 'tasktable: task result exceeds 1 MB'
+            USING ERRCODE = 'TT003', HINT = 'Store large results in a table and return its key.';
+    END IF;
+
+    WITH completed AS (
+        UPDATE tasktable.task t
+        SET state = 'succeeded',
+            result = c.result,
+            lease_expires_at = NULL,
+            finished_at = now()
+        FROM unnest(ids, attempts, results) AS c (id, attempt, result)
+        WHERE t.id = c.id AND t.attempt = c.attempt AND t.state = 'running'
+        RETURNING t.id
+    )
+    SELECT coalesce(array_agg(completed.id), '{}') INTO done FROM completed;
+    RETURN done;
+END
+$$;
+COMMENT ON FUNCTION tasktable.complete_tasks(bigint[], integer[], jsonb[]) IS
+    'Mark tasks succeeded, each only if still running under the given attempt (results optional). Returns the '
+    'ids completed; an id missing from the result was no longer held by the caller (lease lost, cancelled) and '
+    'was not changed. Errors: TT008 arrays, TT009 attempt.';
+
+CREATE FUNCTION tasktable.complete_task(id bigint, attempt integer, result jsonb DEFAULT NULL)
+RETURNS boolean
+LANGUAGE sql VOLATILE
+RETURN cardinality(tasktable.complete_tasks(ARRAY[id], ARRAY[attempt], ARRAY[result])) = 1;
+COMMENT ON FUNCTION tasktable.complete_task(bigint, integer, jsonb) IS
+    'Mark one task succeeded. true: done; false: the caller no longer holds this attempt (nothing changed).';
+
+
+-- retry_delay: the backoff policy of a queue, readable on its own:
+--   SELECT a, tasktable.retry_delay('default', a) FROM generate_series(1, 10) a;
+-- Retry n waits least(cap, base * factor^(n-1)) minus up to jitter of it, so it never exceeds the cap.
+CREATE FUNCTION tasktable.retry_delay(queue text, attempt integer)
+RETURNS interval
+LANGUAGE sql VOLATILE AS $$
+    SELECT make_interval(secs =>
+               least(extract(epoch FROM q.backoff_cap)::double precision,
+                     extract(epoch FROM q.backoff_base)::double precision
+                         * power(q.backoff_factor, least(greatest(retry_delay.attempt, 1) - 1, 100)))
+               * (1 - q.backoff_jitter * random()))
+    FROM tasktable.queue q
+    WHERE q.name = retry_delay.queue
+$$;
+COMMENT ON FUNCTION tasktable.retry_delay(text, integer) IS
+    'Delay before retrying a task of this queue that failed attempt n: least(backoff_cap, backoff_base * '
+    'backoff_factor^(n-1)), reduced by a random fraction up to backoff_jitter. NULL for an unknown queue.';
+
+
+-- fail_tasks: the one implementation of failure. For each task still running under the given attempt:
+-- dead if not retryable or its attempts are used up, otherwise queued again at retry_at (if given) or
+-- after the queue's backoff. Locks the rows first, so the decision reads the current row.
+CREATE FUNCTION tasktable.fail_tasks(
+    ids       bigint[],
+    attempts  integer[],
+    errors    text[],
+    retryable boolean[] DEFAULT NULL,
+    retry_at  timestamptz[] DEFAULT NULL
+)
+RETURNS TABLE (id bigint, state tasktable.task_state)
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM tasktable._check_task_refs(ids, attempts);
+    IF cardinality(errors) IS DISTINCT FROM cardinality(ids)
+       OR cardinality(retryable) <> cardinality(ids) OR cardinality(retry_at) <> cardinality(ids) THEN
+        RAISE EXCEPTION 'tasktable: errors (and retryable, retry_at when given) must be as long as ids'
+            USING ERRCODE = 'TT008', HINT = 'Pass one error message per task.';
+    END IF;
+
+    RETURN QUERY
+    WITH held AS (
+        SELECT cur.id, f.error,
+               (NOT coalesce(f.retryable, true) OR cur.attempt >= coalesce(cur.max_attempts, q.max_attempts)) AS dead,
+               greatest(now(), coalesce(f.retry_at, now() + tasktable.retry_delay(cur.queue, cur.attempt))) AS next_run_at
+        FROM unnest(ids, attempts, errors, retryable, retry_at) AS f (id, attempt, error, retryable, retry_at)
+        JOIN tasktable.task cur ON cur.id = f.id AND cur.attempt = f.attempt AND cur.state = 'running'
+        JOIN tasktable.queue q ON q.name = cur.queue
+        FOR UPDATE OF cur
+    )
+    UPDATE tasktable.task t
+    SET state = CASE WHEN held.dead THEN 'dead' ELSE 'queued' END::tasktable.task_state,
+        run_at = CASE WHEN held.dead THEN t.run_at ELSE held.next_run_at END,
+        finished_at = CASE WHEN held.dead THEN now() END,
+        lease_expires_at = NULL,
+        last_error = left(coalesce(held.error, 'unknown error'), 10000)
+    FROM held
+    WHERE t.id = held.id AND t.state = 'running'
+    RETURNING t.id, t.state;
+END
+$$;
+COMMENT ON FUNCTION tasktable.fail_tasks(bigint[], integer[], text[], boolean[], timestamptz[]) IS
+    'Record failed attempts (error text kept, first 10000 characters). Each task still running under its '
+    'attempt goes back to queued after the queue''s backoff (or at retry_at), or dead when not retryable or '
+    'out of attempts. Returns (id, new state) for the tasks changed; the others were no longer held. '
+    'Errors: TT008 arrays, TT009 attempt.';
+
+CREATE FUNCTION tasktable.fail_task(
+    id        bigint,
+    attempt   integer,
+    error     text,
+    retryable boolean DEFAULT true,
+    retry_at  timestamptz DEFAULT NULL
+)
+RETURNS tasktable.task_state
+LANGUAGE sql VOLATILE
+RETURN (SELECT f.state FROM tasktable.fail_tasks(ARRAY[id], ARRAY[attempt], ARRAY[error], ARRAY[retryable], ARRAY[retry_at]) f);
+COMMENT ON FUNCTION tasktable.fail_task(bigint, integer, text, boolean, timestamptz) IS
+    'Record a failed attempt. Returns queued (will retry after backoff, or at retry_at), dead (not retryable '
+    'or out of attempts), or NULL when the caller no longer holds this attempt (nothing changed).';
+
+
+-- extend_lease: the heartbeat. Workers call it about every third of the lease for tasks still running.
+CREATE FUNCTION tasktable.extend_lease(ids bigint[], attempts integer[], by interval DEFAULT NULL)
+RETURNS bigint[]
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    extended bigint[];
+BEGIN
+    PERFORM tasktable._check_task_refs(ids, attempts);
+    IF by IS NOT NULL AND by NOT BETWEEN interval '1 second' AND interval '1 day' THEN
+        RAISE EXCEPTION 'tasktable: lease extension must be between 1 second and 1 day, got %', by
+            USING ERRCODE = 'TT007', HINT = 'Leave it NULL to extend by the queue''s lease.';
+    END IF;
+
+    WITH renewed AS (
+        UPDATE tasktable.task t
+        SET lease_expires_at = now() + coalesce(extend_lease.by, q.lease)
+        FROM unnest(ids, attempts) AS h (id, attempt), tasktable.queue q
+        WHERE t.id = h.id AND t.attempt = h.attempt AND t.state = 'running' AND q.name = t.queue
+        RETURNING t.id
+    )
+    SELECT coalesce(array_agg(renewed.id), '{}') INTO extended FROM renewed;
+    RETURN extended;
+END
+$$;
+COMMENT ON FUNCTION tasktable.extend_lease(bigint[], integer[], interval) IS
+    'Heartbeat: push the lease of running tasks to now() + by (NULL = the queue''s lease). Returns the ids '
+    'extended; a missing id was lost (rescued, cancelled, re-claimed): stop working on it. Errors: TT007, TT008, TT009.';
+
+
+-- snooze_task: the handler asks to run again later. Not a failure: the attempt does not count toward
+-- max_attempts (the task's max_attempts is raised by one; from then on the task keeps its own limit
+-- instead of following later changes of its queue's max_attempts).
+CREATE FUNCTION tasktable.snooze_task(id bigint, attempt integer, delay interval)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    snoozed_queue text;
+BEGIN
+    PERFORM tasktable._check_task_refs(ARRAY[id], ARRAY[attempt]);
+    IF delay IS NULL OR delay NOT BETWEEN interval '0' AND interval '10 years' THEN
+        RAISE EXCEPTION 'tasktable: snooze delay must be between 0 and 10 years, got %', coalesce(delay::text, 'NULL')
+            USING ERRCODE = 'TT007', HINT = 'e.g. interval ''5 minutes''.';
+    END IF;
+
+    UPDATE tasktable.task t
+    SET state = 'queued',
+        run_at = now() + snooze_task.delay,
+        lease_expires_at = NULL,
+        max_attempts = greatest(t.attempt, coalesce(t.max_attempts, q.max_attempts)) + 1
+    FROM tasktable.queue q
+    WHERE t.id = snooze_task.id AND t.attempt = snooze_task.attempt AND t.state = 'running' AND q.name = t.queue
+    RETURNING t.queue INTO snoozed_queue;
+    IF FOUND AND delay = interval '0' THEN
+        -- handed back (e.g. by a worker shutting down): wake an idle worker instead of waiting for its poll
+        PERFORM pg_notify('tasktable', snoozed_queue);
+    END IF;
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION tasktable.snooze_task(bigint, integer, interval) IS
+    'Put a running task back to queued, to run after delay, without using up an attempt (delay 0 hands it back '
+    'and wakes idle workers). false when the caller no longer holds this attempt. Errors: TT007 delay, TT008, TT009.';
+
+
+-- _lock_task: shared by the admin functions; locks the row or raises TT010.
+CREATE FUNCTION tasktable._lock_task(task_id bigint)
+RETURNS tasktable.task
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    found_task tasktable.task;
+BEGIN
+    SELECT t.* INTO found_task FROM tasktable.task t WHERE t.id = task_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'tasktable: no task with id %', coalesce(task_id::text, 'NULL')
+            USING ERRCODE = 'TT010', HINT = 'It may never have existed, or prune_tasks removed it after its retention.';
+    END IF;
+    RETURN found_task;
+END
+$$;
+COMMENT ON FUNCTION tasktable._lock_task(bigint) IS 'Internal: lock a task row for an admin change, or raise TT010.';
+
+
+-- cancel_task: queued or running -> cancelled. A running handler is not interrupted, but its completion
+-- or failure is refused (the task is no longer running). Cancelling a cancelled task is a no-op.
+CREATE FUNCTION tasktable.cancel_task(id bigint)
+RETURNS tasktable.task_state
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    cur tasktable.task := tasktable._lock_task(cancel_task.id);
+BEGIN
+    IF cur.state IN ('succeeded', 'dead') THEN
+        RAISE EXCEPTION 'tasktable: task % is % and cannot be cancelled', cur.id, cur.state
+            USING ERRCODE = 'TT011', HINT = 'Only queued or running tasks can be cancelled.';
+    END IF;
+    UPDATE tasktable.task t
+    SET state = 'cancelled', lease_expires_at = NULL, finished_at = coalesce(t.finished_at, now())
+    WHERE t.id = cur.id;
+    RETURN 'cancelled';
+END
+$$;
+COMMENT ON FUNCTION tasktable.cancel_task(bigint) IS
+    'Cancel a queued or running task (a running handler''s later completion is refused). Returns cancelled. '
+    'Errors: TT010 unknown task, TT011 already succeeded or dead.';
+
+
+-- retry_task: dead or cancelled -> queued, to run now. A task that had used all its attempts gets one more.
+CREATE FUNCTION tasktable.retry_task(id bigint)
+RETURNS tasktable.task_state
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    cur  tasktable.task := tasktable._lock_task(retry_task.id);
+    twin bigint;
+BEGIN
+    IF cur.state NOT IN ('dead', 'cancelled') THEN
+        RAISE EXCEPTION 'tasktable: task % is % and cannot be retried', cur.id, cur.state
+            USING ERRCODE = 'TT011', HINT = 'Only dead or cancelled tasks can be retried; queued tasks run by themselves.';
+    END IF;
+    SELECT t.id INTO twin FROM tasktable.task t
+    WHERE t.queue = cur.queue AND t.dedup_key = cur.dedup_key AND t.state IN ('queued', 'running');
+    IF FOUND THEN
+        RAISE EXCEPTION 'tasktable: task % cannot be retried while task % with the same dedup_key is live', cur.id, twin
+            USING ERRCODE = 'TT011', HINT = 'Wait for or cancel the live task first.';
+    END IF;
+
+    BEGIN
+        UPDATE tasktable.task t
+        SET state = 'queued',
+            run_at = now(),
+            finished_at = NULL,
+            max_attempts = CASE WHEN t.attempt >= coalesce(t.max_attempts, q.max_attempts) THEN t.attempt + 1
+                                ELSE t.max_attempts END
+        FROM tasktable.queue q
+        WHERE t.id = cur.id AND q.name = t.queue;
+    EXCEPTION WHEN unique_violation THEN
+        -- a concurrent transaction made a task with the same dedup_key live after the check above
+        RAISE EXCEPTION 'tasktable: task % cannot be retried while another task with the same dedup_key is live', cur.id
+            USING ERRCODE = 'TT011', HINT = 'Wait for or cancel the live task first.';
+    END;
+    PERFORM pg_notify('tasktable', cur.queue);
+    RETURN 'queued';
+END
+$$;
+COMMENT ON FUNCTION tasktable.retry_task(bigint) IS
+    'Put a dead or cancelled task back to queued, to run now; if it had used all its attempts it gets one more. '
+    'Returns queued. Errors: TT010 unknown task, TT011 not dead/cancelled or a live duplicate exists.';
+
+
+-- rescue_expired_tasks: running tasks whose lease ran out (their worker died or froze) count as a failed
+-- attempt with error 'lease expired' and follow fail_tasks: queued after backoff, or dead. Workers run it
+-- periodically (one at a time); pg_cron can too. The old holder is fenced out by the attempt number.
+CREATE FUNCTION tasktable.rescue_expired_tasks(max_rows integer DEFAULT 10000)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    expired_ids      bigint[];
+    expired_attempts integer[];
+BEGIN
+    IF max_rows IS NULL OR max_rows < 1 THEN
+        RAISE EXCEPTION 'tasktable: max_rows must be 1 or more, got %', coalesce(max_rows::text, 'NULL')
+            USING ERRCODE = 'TT005', HINT = 'Leave it out for the default of 10000 per call.';
+    END IF;
+    SELECT coalesce(array_agg(e.id), '{}'), coalesce(array_agg(e.attempt), '{}') INTO expired_ids, expired_attempts
+    FROM (
+        -- Locked until the end of this call: a heartbeat in flight holds the row, so it is skipped here
+        -- rather than rescued from under a live worker; a committed heartbeat fails the recheck.
+        SELECT t.id, t.attempt FROM tasktable.task t
+        WHERE t.state = 'running' AND t.lease_expires_at < now()
+        ORDER BY t.lease_expires_at
+        LIMIT max_rows
+        FOR UPDATE SKIP LOCKED
+    ) e;
+
+    RETURN (SELECT count(*) FROM tasktable.fail_tasks(
+        expired_ids, expired_attempts,
+        array_fill('lease expired: the worker stopped heartbeating'::text, ARRAY[cardinality(expired_ids)])));
+END
+$$;
+COMMENT ON FUNCTION tasktable.rescue_expired_tasks(integer) IS
+    'Recover running tasks whose lease expired (up to max_rows per call): each counts as a failed attempt '
+    '(''lease expired'') and is queued after backoff or goes dead. Returns how many were rescued. Error: TT005.';
+
+
+-- prune_tasks: retention. Deletes finished tasks older than their queue's retention (dead_retention for
+-- dead tasks), at most max_rows per call so each call stays short; call it until it returns 0.
+CREATE FUNCTION tasktable.prune_tasks(max_rows integer DEFAULT 10000)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    pruned integer;
+BEGIN
+    IF max_rows IS NULL OR max_rows < 1 THEN
+        RAISE EXCEPTION 'tasktable: max_rows must be 1 or more, got %', coalesce(max_rows::text, 'NULL')
+            USING ERRCODE = 'TT005', HINT = 'Leave it out for the default of 10000 per call.';
+    END IF;
+    -- One index range per (queue, final state): finished_at below that pair's cutoff.
+    WITH policy AS (
+        SELECT q.name, k.state, now() - k.keep AS cutoff
+        FROM tasktable.queue q
+        CROSS JOIN LATERAL (VALUES ('succeeded'::tasktable.task_state, q.retention),
+                                   ('cancelled'::tasktable.task_state, q.retention),
+                                   ('dead'::tasktable.task_state, q.dead_retention)) AS k (state, keep)
+    ), doomed AS (
+        SELECT d.id
+        FROM policy p
+        CROSS JOIN LATERAL (
+            SELECT t.id FROM tasktable.task t
+            WHERE t.queue = p.name AND t.state = p.state AND t.finished_at IS NOT NULL AND t.finished_at < p.cutoff
+            LIMIT max_rows
+            FOR UPDATE OF t SKIP LOCKED
+        ) d
+        LIMIT max_rows
+    )
+    DELETE FROM tasktable.task t USING doomed WHERE t.id = doomed.id;
+    GET DIAGNOSTICS pruned = ROW_COUNT;
+    RETURN pruned;
+END
+$$;
+COMMENT ON FUNCTION tasktable.prune_tasks(integer) IS
+    'Delete finished tasks past their queue''s retention (dead_retention for dead ones), at most max_rows per '
+    'call. Returns how many were deleted. Error: TT005.';
+
+
+CREATE VIEW tasktable.queue_stats AS
+SELECT q.name AS queue,
+       q.paused,
+       count(t.id) FILTER (WHERE t.state = 'queued') AS queued,
+       count(t.id) FILTER (WHERE t.state = 'queued' AND t.run_at <= now()) AS ready,
+       count(t.id) FILTER (WHERE t.state = 'running') AS running,
+       count(t.id) FILTER (WHERE t.state = 'succeeded') AS succeeded,
+       count(t.id) FILTER (WHERE t.state = 'dead') AS dead,
+       count(t.id) FILTER (WHERE t.state = 'cancelled') AS cancelled,
+       now() - min(t.run_at) FILTER (WHERE t.state = 'queued' AND t.run_at <= now()) AS oldest_ready_age
+FROM tasktable.queue q
+LEFT JOIN tasktable.task t ON t.queue = q.name
+GROUP BY q.name, q.paused;
+COMMENT ON VIEW tasktable.queue_stats IS
+    'Per queue: tasks by state (ready = queued and due now), and how long the oldest ready task has waited.';
+
+
+-- Serves the dashboard's throughput chart from task_finished_idx: finished tasks per queue and minute,
+-- over the last hour (rows pruned by retention no longer count).
+CREATE VIEW tasktable.task_throughput AS
+SELECT q.name AS queue,
+       date_trunc('minute', f.finished_at) AS minute,
+       count(*) FILTER (WHERE f.state = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE f.state = 'dead') AS dead,
+       count(*) FILTER (WHERE f.state = 'cancelled') AS cancelled
+FROM tasktable.queue q
+CROSS JOIN unnest(ARRAY['succeeded', 'dead', 'cancelled']::tasktable.task_state[]) AS s (state)
+CROSS JOIN LATERAL (
+    SELECT t.state, t.finished_at FROM tasktable.task t
+    WHERE t.queue = q.name AND t.state = s.state AND t.finished_at >= date_trunc('minute', now()) - interval '59 minutes'
+) f
+GROUP BY q.name, date_trunc('minute', f.finished_at);
+COMMENT ON VIEW tasktable.task_throughput IS
+    'Finished tasks per queue and minute over the last hour: succeeded, dead, cancelled.';
+INSERT INTO tasktable.flyway_schema_history (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
+SELECT coalesce(max(installed_rank), 0) + 1, '1', 'task queue core', 'SQL', 'V1__task_queue_core.sql', -670403020, current_user, 0, true FROM tasktable.flyway_schema_history;
+\endif
+
+COMMIT;
