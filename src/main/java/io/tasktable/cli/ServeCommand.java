@@ -40,7 +40,7 @@ final class ServeCommand implements Callable<Integer> {
             description = "TCP port, 0 for any free one (default: ${DEFAULT-VALUE}, env TASKTABLE_PORT).")
     private int port;
 
-    @Option(names = "--no-migrate", negatable = true, defaultValue = "true", fallbackValue = "true",
+    @Option(names = "--migrate", negatable = true, defaultValue = "true", fallbackValue = "true",
             description = "Apply pending migrations before serving (default: yes; --no-migrate to skip).")
     private boolean migrate;
 

@@ -231,6 +231,24 @@ class HttpApiTest {
     }
 
     @Test
+    void readiness_is_down_while_the_schema_has_pending_migrations() throws Exception {
+        io.tasktable.DatabaseUrl empty = db.createEmptyDatabase();
+        org.postgresql.ds.PGSimpleDataSource unmigrated = new org.postgresql.ds.PGSimpleDataSource();
+        unmigrated.setURL(empty.jdbcUrl());
+        unmigrated.setUser(empty.user());
+        try (TaskServer fresh = TaskServer.start(unmigrated, ServerOptions.defaults().withPort(0), new TaskMetrics())) {
+            HttpResponse<String> ready = http.send(HttpRequest.newBuilder(
+                    URI.create("http://127.0.0.1:" + fresh.port() + "/health/ready")).build(), BodyHandlers.ofString());
+            HttpResponse<String> live = http.send(HttpRequest.newBuilder(
+                    URI.create("http://127.0.0.1:" + fresh.port() + "/health/live")).build(), BodyHandlers.ofString());
+
+            assertThat(ready.statusCode()).isEqualTo(503);
+            assertThat(ready.body()).contains("\"schema\":\"pending 1\"");
+            assertThat(live.statusCode()).isEqualTo(200);
+        }
+    }
+
+    @Test
     void metrics_are_prometheus_text_with_queue_depth_and_counters() throws Exception {
         send("POST", "/api/tasks", "[{\"kind\": \"a\"}, {\"kind\": \"b\"}]");
 
