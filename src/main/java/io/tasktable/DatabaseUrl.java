@@ -10,6 +10,10 @@ import java.util.Optional;
 import java.util.Properties;
 import java.util.stream.Collectors;
 
+import javax.sql.DataSource;
+
+import org.postgresql.ds.PGSimpleDataSource;
+
 /**
  * Where the database is: parsed from {@code DATABASE_URL} in either the libpq form
  * ({@code postgresql://user:password@host:port/db?sslmode=require}) or the JDBC form
@@ -32,6 +36,8 @@ public record DatabaseUrl(String host, int port, String database, String user, S
     public static final String LOCAL_DEFAULT = "postgresql://127.0.0.1:5432/postgres";
 
     private static final int DEFAULT_PORT = 5432;
+    /** An unreachable server fails a command in seconds, not after the OS's TCP timeout. */
+    private static final int CONNECT_TIMEOUT_SECONDS = 10;
 
     public DatabaseUrl {
         params = Map.copyOf(params);
@@ -121,6 +127,22 @@ public record DatabaseUrl(String host, int port, String database, String user, S
             properties.setProperty("password", password);
         }
         return properties;
+    }
+
+    /**
+     * A non-pooling data source (each connection is new): for one-shot commands, tests and tools. Long-running
+     * processes use {@link ConnectionPool}.
+     */
+    public DataSource dataSource(String applicationName) {
+        PGSimpleDataSource dataSource = new PGSimpleDataSource();
+        dataSource.setURL(jdbcUrl());
+        dataSource.setUser(user);
+        if (!password.isEmpty()) {
+            dataSource.setPassword(password);
+        }
+        dataSource.setApplicationName(applicationName);
+        dataSource.setConnectTimeout(CONNECT_TIMEOUT_SECONDS);
+        return dataSource;
     }
 
     /** For messages: never prints the password. */

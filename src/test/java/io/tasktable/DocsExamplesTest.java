@@ -20,7 +20,6 @@ import javax.sql.DataSource;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
-import org.postgresql.ds.PGSimpleDataSource;
 
 import io.tasktable.testing.Sql;
 import io.tasktable.testing.TestDatabase;
@@ -151,13 +150,7 @@ class DocsExamplesTest {
 
     private DataSource freshDatabase() throws SQLException {
         DatabaseUrl url = db.createEmptyDatabase();
-        PGSimpleDataSource dataSource = new PGSimpleDataSource();
-        dataSource.setURL(url.jdbcUrl());
-        dataSource.setUser(url.user());
-        if (!url.password().isEmpty()) {
-            dataSource.setPassword(url.password());
-        }
-        dataSource.setApplicationName("tasktable-docs-test");
+        DataSource dataSource = url.dataSource("tasktable-docs-test");
         Migrations.migrate(dataSource);
         return dataSource;
     }

@@ -15,9 +15,10 @@ import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 
+import javax.sql.DataSource;
+
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
-import org.postgresql.ds.PGSimpleDataSource;
 
 import io.tasktable.testing.Sql;
 import io.tasktable.testing.TestDatabase;
@@ -103,14 +104,8 @@ class InstallScriptTest {
         assertThat(process.exitValue()).as("psql -f %s:%n%s", script, output).isZero();
     }
 
-    private static PGSimpleDataSource dataSource(DatabaseUrl url) {
-        PGSimpleDataSource ds = new PGSimpleDataSource();
-        ds.setURL(url.jdbcUrl());
-        ds.setUser(url.user());
-        if (!url.password().isEmpty()) {
-            ds.setPassword(url.password());
-        }
-        return ds;
+    private static DataSource dataSource(DatabaseUrl url) {
+        return url.dataSource("tasktable-install-test");
     }
 
     private static Connection connect(DatabaseUrl url) throws SQLException {

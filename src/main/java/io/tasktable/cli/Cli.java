@@ -4,7 +4,6 @@ import java.sql.SQLException;
 
 import javax.sql.DataSource;
 
-import org.postgresql.ds.PGSimpleDataSource;
 import org.postgresql.util.PSQLException;
 import org.postgresql.util.ServerErrorMessage;
 
@@ -25,15 +24,7 @@ final class Cli {
 
     /** A data source for DATABASE_URL; connection errors surface at first use. */
     static DataSource dataSource(DatabaseUrl url) {
-        PGSimpleDataSource dataSource = new PGSimpleDataSource();
-        dataSource.setURL(url.jdbcUrl());
-        dataSource.setUser(url.user());
-        if (!url.password().isEmpty()) {
-            dataSource.setPassword(url.password());
-        }
-        dataSource.setApplicationName("tasktable");
-        dataSource.setConnectTimeout(10);
-        return dataSource;
+        return url.dataSource("tasktable");
     }
 
     /** The most useful single line about a failure: the outermost SQL error's message, else the root cause's. */

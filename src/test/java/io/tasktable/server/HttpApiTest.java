@@ -233,10 +233,7 @@ class HttpApiTest {
     @Test
     void readiness_is_down_while_the_schema_has_pending_migrations() throws Exception {
         io.tasktable.DatabaseUrl empty = db.createEmptyDatabase();
-        org.postgresql.ds.PGSimpleDataSource unmigrated = new org.postgresql.ds.PGSimpleDataSource();
-        unmigrated.setURL(empty.jdbcUrl());
-        unmigrated.setUser(empty.user());
-        try (TaskServer fresh = TaskServer.start(unmigrated, ServerOptions.defaults().withPort(0), new TaskMetrics())) {
+        try (TaskServer fresh = TaskServer.start(empty.dataSource("tasktable-test"), ServerOptions.defaults().withPort(0), new TaskMetrics())) {
             HttpResponse<String> ready = http.send(HttpRequest.newBuilder(
                     URI.create("http://127.0.0.1:" + fresh.port() + "/health/ready")).build(), BodyHandlers.ofString());
             HttpResponse<String> live = http.send(HttpRequest.newBuilder(

@@ -18,7 +18,6 @@ import javax.sql.DataSource;
 import org.junit.jupiter.api.extension.ExtensionContext;
 import org.junit.jupiter.api.extension.ParameterContext;
 import org.junit.jupiter.api.extension.ParameterResolver;
-import org.postgresql.ds.PGSimpleDataSource;
 import org.testcontainers.DockerClientFactory;
 import org.testcontainers.postgresql.PostgreSQLContainer;
 
@@ -117,14 +116,7 @@ public final class TestDatabase implements AutoCloseable {
 
     /** A non-pooling data source: each getConnection() is a new server connection. */
     public DataSource dataSource() {
-        PGSimpleDataSource dataSource = new PGSimpleDataSource();
-        dataSource.setURL(url.jdbcUrl());
-        dataSource.setUser(url.user());
-        if (!url.password().isEmpty()) {
-            dataSource.setPassword(url.password());
-        }
-        dataSource.setApplicationName("tasktable-test");
-        return dataSource;
+        return url.dataSource("tasktable-test");
     }
 
     public Connection connect() throws SQLException {
