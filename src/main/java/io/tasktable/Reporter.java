@@ -116,16 +116,15 @@ final class Reporter {
         }
     }
 
-    /** Sends the batch; each report leaves it once the database has it, so a retry resends only the rest. */
+    /**
+     * Sends the batch; each report leaves it once the database has it, so a retry resends only the rest. A
+     * report the database refuses for good (not an outage: e.g. a result over the size limit or holding a NUL)
+     * is dealt with alone, so it never takes the other outcomes of its batch down with it.
+     */
     private void send(List<Report> batch) {
         List<Report> completions = batch.stream().filter(r -> r.result() instanceof TaskResult.Success).toList();
         if (!completions.isEmpty()) {
-            Long[] ids = completions.stream().map(Report::id).toArray(Long[]::new);
-            Integer[] attempts = completions.stream().map(Report::attempt).toArray(Integer[]::new);
-            JSONB[] results = completions.stream()
-                    .map(r -> ((TaskResult.Success) r.result()).result().map(Json::jsonb).orElse(null))
-                    .toArray(JSONB[]::new);
-            Set<Long> done = new HashSet<>(Arrays.asList(Routines.completeTasks(db.configuration(), ids, attempts, results)));
+            Set<Long> done = complete(completions);
             observer.completed(done.size());
             for (Report r : completions) {
                 if (!done.contains(r.id())) {
@@ -137,13 +136,24 @@ final class Reporter {
         }
         while (!batch.isEmpty()) {
             Report r = batch.getFirst();
-            boolean held = switch (r.result()) {
-                case TaskResult.Snooze snooze ->
-                        Routines.snoozeTask(db.configuration(), r.id(), r.attempt(), YearToSecond.valueOf(snooze.delay()));
-                case TaskResult.Retry retry -> fail(r, retry.reason(), true, retry.delay().orElse(null));
-                case TaskResult.GiveUp giveUp -> fail(r, giveUp.reason(), false, null);
-                case TaskResult.Success ignored -> throw new IllegalStateException("completions are sent above");
-            };
+            boolean held;
+            try {
+                held = switch (r.result()) {
+                    case TaskResult.Snooze snooze ->
+                            Routines.snoozeTask(db.configuration(), r.id(), r.attempt(), YearToSecond.valueOf(snooze.delay()));
+                    case TaskResult.Retry retry -> fail(r, retry.reason(), true, retry.delay().orElse(null));
+                    case TaskResult.GiveUp giveUp -> fail(r, giveUp.reason(), false, null);
+                    case TaskResult.Success ignored -> throw new IllegalStateException("completions are sent above");
+                };
+            } catch (RuntimeException e) {
+                if (Retrying.isTransient(e)) {
+                    throw e;
+                }
+                LOG.error("task {} attempt {}: the database refused its outcome {}; its lease will expire and it will run "
+                        + "again: {}", r.id(), r.attempt(), r.result(), Retrying.summary(e));
+                batch.removeFirst();
+                continue;
+            }
             if (held && !(r.result() instanceof TaskResult.Snooze)) {
                 observer.failed(1);
             } else if (!held) {
@@ -154,8 +164,42 @@ final class Reporter {
         }
     }
 
-    /** fail_task; a retry delay becomes retry_at = now() + delay, by the database clock. */
-    private boolean fail(Report r, String error, boolean retryable, Duration delay) {
+    /**
+     * complete_tasks; the ids completed, plus those whose result the database refused (they are failed for
+     * good instead, the refusal as their error: the handler would most likely return the same result again).
+     */
+    private Set<Long> complete(List<Report> completions) {
+        try {
+            Long[] ids = completions.stream().map(Report::id).toArray(Long[]::new);
+            Integer[] attempts = completions.stream().map(Report::attempt).toArray(Integer[]::new);
+            JSONB[] results = completions.stream()
+                    .map(r -> ((TaskResult.Success) r.result()).result().map(Json::jsonb).orElse(null))
+                    .toArray(JSONB[]::new);
+            return new HashSet<>(Arrays.asList(Routines.completeTasks(db.configuration(), ids, attempts, results)));
+        } catch (RuntimeException e) {
+            if (Retrying.isTransient(e)) {
+                throw e;
+            }
+            if (completions.size() > 1) {
+                Set<Long> done = new HashSet<>();
+                for (Report r : completions) {
+                    done.addAll(complete(List.of(r)));
+                }
+                return done;
+            }
+            Report r = completions.getFirst();
+            String reason = "the database refused the task's result: " + Retrying.summary(e);
+            LOG.error("task {} attempt {}: {}; failing it for good", r.id(), r.attempt(), reason);
+            fail(r, reason, false, null);
+            observer.failed(1);
+            return Set.of();
+        }
+    }
+
+    /** fail_task; a retry delay becomes retry_at = now() + delay, by the database clock. NUL becomes U+FFFD. */
+    private boolean fail(Report r, String reason, boolean retryable, Duration delay) {
+        // PostgreSQL text cannot hold NUL: one in an exception message would make the failure itself unreportable
+        String error = reason.replace('\u0000', '\uFFFD');
         if (delay == null) {
             return Routines.failTask(db.configuration(), r.id(), r.attempt(), error, retryable, null) != null;
         }

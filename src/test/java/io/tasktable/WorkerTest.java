@@ -16,6 +16,7 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.stream.Stream;
 
 import org.awaitility.core.ConditionFactory;
 import org.junit.jupiter.api.AfterEach;
@@ -93,6 +94,43 @@ class WorkerTest {
         }
         assertThat(row(id)).containsEntry("attempt", 3);
         assertThat((String) row(id).get("last_error")).startsWith("java.lang.IllegalStateException: flaky failure on attempt 2");
+    }
+
+    /**
+     * Regression (fault suite, scenario 4): a result the database refuses (over 1 MB, or a NUL in jsonb) made
+     * complete_tasks fail for the whole batch, which the reporter dropped: the batch's good tasks ran again after
+     * their leases expired, and the poison one burnt its attempts through lease expiry.
+     */
+    @Test
+    void a_result_the_database_refuses_fails_its_task_for_good_and_spares_the_rest_of_the_batch() throws SQLException {
+        List<Long> good = client.enqueueAll(Stream.generate(() -> NewTask.of("good", "{}")).limit(50).toList());
+        long huge = client.enqueue(NewTask.of("huge", "{}"));
+        long nul = client.enqueue(NewTask.of("nul", "{}"));
+        long nulError = client.enqueue(NewTask.of("nul_error", "{}").withMaxAttempts(1));
+        CountDownLatch all = new CountDownLatch(52);
+        TaskHandler together = (task, context) -> {
+            all.countDown();
+            all.await();
+            return task.kind().equals("good") ? TaskResult.success()
+                    : TaskResult.success(JsonNodeFactory.instance.objectNode()
+                            .put("blob", task.kind().equals("huge") ? "x".repeat(1_100_000) : "a\u0000b"));
+        };
+        try (Worker worker = Worker.start(pool, Map.of("good", together, "huge", together, "nul", together,
+                "nul_error", (task, context) -> {
+                    throw new IllegalStateException("a\u0000b");
+                }), FAST.withConcurrency(60))) {
+            awaitState(huge, "dead");
+            awaitState(nul, "dead");
+            awaitState(nulError, "dead");
+            eventually().until(() -> Sql.count(c, "SELECT count(*) FROM tasktable.task WHERE id = ANY (?) AND state = 'succeeded'",
+                    (Object) good.toArray(Long[]::new)) == good.size());
+        }
+        assertThat(Sql.count(c, "SELECT count(*) FROM tasktable.task WHERE id = ANY (?) AND attempt = 1",
+                (Object) good.toArray(Long[]::new))).isEqualTo(good.size());
+        assertThat(row(huge)).containsEntry("attempt", 1);
+        assertThat((String) row(huge).get("last_error")).startsWith("the database refused the task's result");
+        assertThat((String) row(nul).get("last_error")).startsWith("the database refused the task's result");
+        assertThat((String) row(nulError).get("last_error")).startsWith("java.lang.IllegalStateException: a\uFFFDb");
     }
 
     @Test

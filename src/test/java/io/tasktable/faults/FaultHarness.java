@@ -27,7 +27,8 @@ import io.tasktable.testing.Workers;
 final class FaultHarness implements AutoCloseable {
 
     final TestDatabase db;
-    final Connection c;
+    /** The test's own session; replaced by {@link #reconnect} after a database restart. */
+    Connection c;
     final SideEffects effects;
     final Ledger ledger;
     final TaskClient client;
@@ -41,6 +42,15 @@ final class FaultHarness implements AutoCloseable {
         this.effects = SideEffects.create(db);
         this.ledger = Ledger.open(db);
         this.client = new TaskClient(db.dataSource());
+    }
+
+    /** A new session when the old one died (the database restarted). */
+    FaultHarness reconnect() throws SQLException {
+        if (!c.isValid(2)) {
+            c.close();
+            c = db.connect();
+        }
+        return this;
     }
 
     static ConditionFactory within(Duration limit) {

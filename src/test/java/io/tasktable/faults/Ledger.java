@@ -36,16 +36,16 @@ final class Ledger implements AutoCloseable {
         }
     }
 
-    private final Connection c;
+    /** Each call opens its own connection, so the ledger outlives a database restart. */
+    private final TestDatabase db;
 
-    private Ledger(Connection c) {
-        this.c = c;
+    private Ledger(TestDatabase db) {
+        this.db = db;
     }
 
     /** Starts a scenario's accounting; the caller has made the side effect tables (SideEffects.create). */
     static Ledger open(TestDatabase db) throws SQLException {
-        Connection c = db.connect();
-        try (Statement s = c.createStatement()) {
+        try (Connection c = db.connect(); Statement s = c.createStatement()) {
             s.execute("DROP TABLE IF EXISTS final_transition");
             s.execute("CREATE TABLE final_transition (task_id bigint NOT NULL, attempt int NOT NULL, "
                     + "state text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())");
@@ -60,7 +60,7 @@ final class Ledger implements AutoCloseable {
                     + "WHEN (NEW.state IS DISTINCT FROM OLD.state AND NEW.state IN ('succeeded', 'dead', 'cancelled')) "
                     + "EXECUTE FUNCTION public.log_final_transition()");
         }
-        return new Ledger(c);
+        return new Ledger(db);
     }
 
     /**
@@ -69,6 +69,13 @@ final class Ledger implements AutoCloseable {
      * change into succeeded; executed more than once: more than one side effect logged.
      */
     Result account(String scenario, int runs, List<Long> ids, Duration recovery) throws SQLException {
+        try (Connection c = db.connect()) {
+            return account(c, scenario, runs, ids, recovery);
+        }
+    }
+
+    private static Result account(Connection c, String scenario, int runs, List<Long> ids, Duration recovery)
+            throws SQLException {
         Long[] enqueued = ids.toArray(Long[]::new);
         long missing = Sql.count(c, "SELECT count(*) FROM unnest(?::bigint[]) i (id) "
                 + "WHERE NOT EXISTS (SELECT FROM tasktable.task t WHERE t.id = i.id)", (Object) enqueued);
@@ -103,20 +110,20 @@ final class Ledger implements AutoCloseable {
     /** Task counts by state among the ids. */
     Map<String, Long> states(List<Long> ids) throws SQLException {
         Map<String, Long> states = new TreeMap<>();
-        for (Map<String, Object> row : Sql.rows(c, "SELECT state::text AS state, count(*) AS n FROM tasktable.task "
-                + "WHERE id = ANY (?) GROUP BY state", (Object) ids.toArray(Long[]::new))) {
-            states.put((String) row.get("state"), ((Number) row.get("n")).longValue());
+        try (Connection c = db.connect()) {
+            for (Map<String, Object> row : Sql.rows(c, "SELECT state::text AS state, count(*) AS n FROM tasktable.task "
+                    + "WHERE id = ANY (?) GROUP BY state", (Object) ids.toArray(Long[]::new))) {
+                states.put((String) row.get("state"), ((Number) row.get("n")).longValue());
+            }
         }
         return states;
     }
 
     @Override
     public void close() throws SQLException {
-        try (Statement s = c.createStatement()) {
+        try (Connection c = db.connect(); Statement s = c.createStatement()) {
             s.execute("DROP TRIGGER IF EXISTS fault_ledger ON tasktable.task");
             s.execute("DROP FUNCTION IF EXISTS public.log_final_transition()");
-        } finally {
-            c.close();
         }
     }
 }
