@@ -62,20 +62,25 @@ final class Maintenance {
         try {
             while (!closing) {
                 long now = System.nanoTime();
-                if (now - nextRescue >= 0) {
-                    int rescued = runExclusively(RESCUE_LOCK, Routines.rescueExpiredTasks(DSL.val(MAX_ROWS)), "rescue");
-                    if (rescued > 0) {
-                        observer.rescued(rescued);
-                        LOG.info("rescued {} task(s) whose lease expired", rescued);
+                try {
+                    if (now - nextRescue >= 0) {
+                        nextRescue = now + options.rescueInterval().toNanos();
+                        int rescued = runExclusively(RESCUE_LOCK, Routines.rescueExpiredTasks(DSL.val(MAX_ROWS)), "rescue");
+                        if (rescued > 0) {
+                            observer.rescued(rescued);
+                            LOG.info("rescued {} task(s) whose lease expired", rescued);
+                        }
                     }
-                    nextRescue = now + options.rescueInterval().toNanos();
-                }
-                if (now - nextPrune >= 0) {
-                    int pruned = runExclusively(PRUNE_LOCK, Routines.pruneTasks(DSL.val(MAX_ROWS)), "prune");
-                    if (pruned > 0) {
-                        LOG.info("pruned {} finished task(s) past retention", pruned);
+                    if (now - nextPrune >= 0) {
+                        nextPrune = now + options.pruneInterval().toNanos();
+                        int pruned = runExclusively(PRUNE_LOCK, Routines.pruneTasks(DSL.val(MAX_ROWS)), "prune");
+                        if (pruned > 0) {
+                            LOG.info("pruned {} finished task(s) past retention", pruned);
+                        }
                     }
-                    nextPrune = now + options.pruneInterval().toNanos();
+                } catch (RuntimeException | OutOfMemoryError e) {
+                    // e.g. a handler filled the heap: this round is lost, the next one comes at its time
+                    Worker.survive("maintenance broke off; next round at its interval", e);
                 }
                 long sleep = Math.min(nextRescue, nextPrune) - System.nanoTime();
                 synchronized (stop) {
@@ -95,7 +100,7 @@ final class Maintenance {
         Condition mine = DSL.condition(DSL.function("pg_try_advisory_xact_lock", SQLDataType.BOOLEAN, DSL.val(lock)));
         try {
             return db.select(DSL.when(mine, job).otherwise(DSL.inline(0))).fetchSingle().value1();
-        } catch (RuntimeException e) {
+        } catch (RuntimeException | OutOfMemoryError e) {
             // The next round retries; a missed round only delays the job by one interval.
             LOG.warn("{} failed, retrying next round: {}", name, Retrying.summary(e));
             return 0;

@@ -7,8 +7,10 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
 
 import org.jooq.DSLContext;
 import org.jooq.JSONB;
@@ -38,12 +40,21 @@ final class Reporter {
     /** How often an idle reporter checks whether it should stop. */
     private static final Duration IDLE_POLL = Duration.ofMillis(100);
 
-    record Report(long id, int attempt, TaskResult result) {
+    record Report(Run run, TaskResult result) {
+        long id() {
+            return run.task.id();
+        }
+
+        int attempt() {
+            return run.task.attempt();
+        }
     }
 
     private final DSLContext db;
     private final WorkerObserver observer;
     private final BlockingQueue<Report> pending = new LinkedBlockingQueue<>();
+    /** Reported and not yet delivered (pending or in the batch being sent): their leases still need renewing. */
+    private final Set<Report> undelivered = ConcurrentHashMap.newKeySet();
     private final Thread thread;
     private volatile boolean closing;
     /** Valid once closing is set (it is written first). */
@@ -60,7 +71,18 @@ final class Reporter {
     }
 
     void report(Run run, TaskResult result) {
-        pending.add(new Report(run.task.id(), run.task.attempt(), result));
+        Report report = new Report(run, result);
+        undelivered.add(report);
+        pending.add(report);
+    }
+
+    /**
+     * The runs whose outcome waits to be delivered. The heartbeat keeps renewing their leases: an outcome held up
+     * by a slow or failing database (a commit killed and retried, a lock) must not let the lease lapse, or the
+     * task is rescued and run again although its outcome is known.
+     */
+    Stream<Run> awaitingDelivery() {
+        return undelivered.stream().map(Report::run);
     }
 
     /** Sends everything reported so far, retrying outages until the deadline, then stops. */
@@ -76,43 +98,63 @@ final class Reporter {
         try {
             while (!(closing && pending.isEmpty() && batch.isEmpty())) {
                 if (batch.isEmpty()) {
-                    Report first = pending.poll(IDLE_POLL.toMillis(), TimeUnit.MILLISECONDS);
-                    if (first == null) {
-                        continue;
+                    try {
+                        fill(batch);
+                    } catch (OutOfMemoryError e) {
+                        // a handler filled the heap; what was taken from pending is in the batch, sent below
+                        Worker.survive("gathering outcomes broke off", e);
                     }
-                    batch.add(first);
-                    long flushAt = System.nanoTime() + FLUSH_DELAY.toNanos();
-                    while (batch.size() < MAX_BATCH) {
-                        Report next = pending.poll(Math.max(0, flushAt - System.nanoTime()), TimeUnit.NANOSECONDS);
-                        if (next == null) {
-                            break;
-                        }
-                        batch.add(next);
+                    if (batch.isEmpty()) {
+                        continue;
                     }
                 }
                 try {
                     send(batch);
                     retrying.reset();
-                } catch (RuntimeException e) {
-                    if (!Retrying.isTransient(e)) {
+                } catch (RuntimeException | OutOfMemoryError e) {
+                    // out of memory: a handler filled the heap; like an outage it passes, and this thread must live on
+                    if (!(e instanceof OutOfMemoryError) && !Retrying.isTransient(e)) {
                         LOG.error("could not report {} outcome(s) (tasks {}); their leases will expire and they will run again",
                                 batch.size(), ids(batch), e);
+                        undelivered.removeAll(batch);
                         batch.clear();
                     } else if (closing && System.nanoTime() - giveUpAtNanos > 0) {
                         LOG.error("database unreachable at shutdown: {} outcome(s) not reported (tasks {}); their leases "
                                 + "will expire and they will run again", batch.size() + pending.size(), ids(batch), e);
                         batch.clear();
                         pending.clear();
+                        undelivered.clear();
                     } else {
                         Duration delay = retrying.nextDelay();
-                        LOG.warn("reporting {} outcome(s) failed, retrying in {} ms: {}", batch.size(), delay.toMillis(),
-                                Retrying.summary(e));
+                        try {
+                            LOG.warn("reporting {} outcome(s) failed, retrying in {} ms: {}", batch.size(), delay.toMillis(),
+                                    Retrying.summary(e));
+                        } catch (OutOfMemoryError again) {
+                            // the heap is still full; the retry below is what matters
+                        }
                         Thread.sleep(delay);
                     }
                 }
             }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
+        }
+    }
+
+    /** Waits for the first pending outcome, then gathers more for a few milliseconds, up to a full batch. */
+    private void fill(List<Report> batch) throws InterruptedException {
+        Report first = pending.poll(IDLE_POLL.toMillis(), TimeUnit.MILLISECONDS);
+        if (first == null) {
+            return;
+        }
+        batch.add(first);
+        long flushAt = System.nanoTime() + FLUSH_DELAY.toNanos();
+        while (batch.size() < MAX_BATCH) {
+            Report next = pending.poll(Math.max(0, flushAt - System.nanoTime()), TimeUnit.NANOSECONDS);
+            if (next == null) {
+                break;
+            }
+            batch.add(next);
         }
     }
 
@@ -124,15 +166,17 @@ final class Reporter {
     private void send(List<Report> batch) {
         List<Report> completions = batch.stream().filter(r -> r.result() instanceof TaskResult.Success).toList();
         if (!completions.isEmpty()) {
-            Set<Long> done = complete(completions);
+            Set<Long> rejected = new HashSet<>();
+            Set<Long> done = complete(completions, rejected);
             observer.completed(done.size());
             for (Report r : completions) {
-                if (!done.contains(r.id())) {
+                if (!done.contains(r.id()) && !rejected.contains(r.id())) {
                     LOG.warn("task {} attempt {}: completion refused, the worker no longer held it (rescued or cancelled)",
                             r.id(), r.attempt());
                 }
             }
             batch.removeAll(completions);
+            undelivered.removeAll(completions);
         }
         while (!batch.isEmpty()) {
             Report r = batch.getFirst();
@@ -152,6 +196,7 @@ final class Reporter {
                 LOG.error("task {} attempt {}: the database refused its outcome {}; its lease will expire and it will run "
                         + "again: {}", r.id(), r.attempt(), r.result(), Retrying.summary(e));
                 batch.removeFirst();
+                undelivered.remove(r);
                 continue;
             }
             if (held && !(r.result() instanceof TaskResult.Snooze)) {
@@ -161,14 +206,16 @@ final class Reporter {
                         r.id(), r.attempt());
             }
             batch.removeFirst();
+            undelivered.remove(r);
         }
     }
 
     /**
-     * complete_tasks; the ids completed, plus those whose result the database refused (they are failed for
-     * good instead, the refusal as their error: the handler would most likely return the same result again).
+     * complete_tasks; returns the ids completed. Those whose result the database refused are failed for good
+     * instead, the refusal as their error (the handler would most likely return the same result again), and
+     * added to {@code rejected}.
      */
-    private Set<Long> complete(List<Report> completions) {
+    private Set<Long> complete(List<Report> completions, Set<Long> rejected) {
         try {
             Long[] ids = completions.stream().map(Report::id).toArray(Long[]::new);
             Integer[] attempts = completions.stream().map(Report::attempt).toArray(Integer[]::new);
@@ -183,7 +230,7 @@ final class Reporter {
             if (completions.size() > 1) {
                 Set<Long> done = new HashSet<>();
                 for (Report r : completions) {
-                    done.addAll(complete(List.of(r)));
+                    done.addAll(complete(List.of(r), rejected));
                 }
                 return done;
             }
@@ -192,6 +239,7 @@ final class Reporter {
             LOG.error("task {} attempt {}: {}; failing it for good", r.id(), r.attempt(), reason);
             fail(r, reason, false, null);
             observer.failed(1);
+            rejected.add(r.id());
             return Set.of();
         }
     }

@@ -133,6 +133,45 @@ class WorkerTest {
         assertThat((String) row(nulError).get("last_error")).startsWith("java.lang.IllegalStateException: a\uFFFDb");
     }
 
+    /**
+     * Regression (fault suite, scenario 4 in full mode): a handler exhausting the heap made an OutOfMemoryError
+     * strike the claim and heartbeat threads too, which died; the worker then lived on claiming nothing. The
+     * observer here throws the error on those threads once each, as an allocation there would.
+     */
+    @Test
+    void out_of_memory_on_the_claim_and_report_threads_does_not_stop_the_worker() throws SQLException {
+        AtomicBoolean claimOom = new AtomicBoolean(true);
+        AtomicBoolean reportOom = new AtomicBoolean(true);
+        WorkerObserver oom = new WorkerObserver() {
+            @Override
+            public void claimed(int tasks) {
+                if (claimOom.getAndSet(false)) {
+                    throw new OutOfMemoryError("Java heap space (simulated on the claim thread)");
+                }
+            }
+
+            @Override
+            public void completed(int tasks) {
+                if (reportOom.getAndSet(false)) {
+                    throw new OutOfMemoryError("Java heap space (simulated on the report thread)");
+                }
+            }
+        };
+        long first = client.enqueue(NewTask.of("ok", "{}"));
+        try (Worker worker = Worker.start(pool, Map.of("ok", (task, context) -> TaskResult.success()), FAST, oom)) {
+            eventually().until(() -> !claimOom.get());
+            // claimed in the round that broke off: held until its lease expires (forged), then rescued
+            Sql.update(c, "UPDATE tasktable.task SET lease_expires_at = now() - interval '1 second' WHERE id = ?", first);
+            awaitState(first, "succeeded");
+            long second = client.enqueue(NewTask.of("ok", "{}"));
+            awaitState(second, "succeeded");
+            long third = client.enqueue(NewTask.of("ok", "{}"));
+            awaitState(third, "succeeded");
+        }
+        assertThat(reportOom.get()).isFalse();
+        assertThat(row(first)).containsEntry("attempt", 2);
+    }
+
     @Test
     void a_task_that_always_fails_ends_dead_with_its_last_error_and_a_trimmed_stack_trace() throws SQLException {
         long id = client.enqueue(NewTask.of("doomed", "{}").withMaxAttempts(3));

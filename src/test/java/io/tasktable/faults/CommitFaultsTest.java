@@ -45,31 +45,14 @@ class CommitFaultsTest {
         try (FaultHarness h = new FaultHarness(db);
              Connection gate = db.connect();
              ConnectionPool pool = ConnectionPool.open(db.url(), "tt-commit", ConnectionPool.DEFAULT_SIZE)) {
-            try (Statement s = h.c.createStatement()) {
-                s.execute("CREATE SEQUENCE IF NOT EXISTS public.commit_stall_seq");
-                s.execute("SELECT setval('public.commit_stall_seq', 1, false)");
-                s.execute("CREATE OR REPLACE FUNCTION public.stall_commit() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                        + "BEGIN IF nextval('public.commit_stall_seq') <= " + stalls + " THEN "
-                        + "PERFORM pg_advisory_xact_lock(" + COMMIT_GATE + "); END IF; RETURN NULL; END $$");
-                s.execute("CREATE CONSTRAINT TRIGGER stall_commit AFTER UPDATE ON tasktable.task "
-                        + "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.state = 'succeeded') "
-                        + "EXECUTE FUNCTION public.stall_commit()");
-            }
+            installStall(h, stalls);
             try {
                 Sql.value(gate, "SELECT pg_advisory_lock(?)", COMMIT_GATE);
                 List<Long> ids = h.enqueueRecords(tasks, 0);
                 Duration worst = Duration.ZERO;
                 try (Worker worker = Worker.start(pool, FaultWorkerMain.handlers(h.effects), Workers.FAST)) {
                     for (int k = 0; k < stalls; k++) {
-                        List<Integer> committing = new ArrayList<>();
-                        within(Duration.ofSeconds(30)).until(() -> {
-                            committing.clear();
-                            Sql.rows(h.c, "SELECT pid FROM pg_stat_activity WHERE application_name = 'tt-commit' "
-                                    + "AND wait_event_type = 'Lock' AND wait_event = 'advisory'")
-                                    .forEach(r -> committing.add((Integer) r.get("pid")));
-                            return !committing.isEmpty();
-                        });
-                        Sql.value(h.c, "SELECT pg_terminate_backend(?)", committing.getFirst());
+                        Sql.value(h.c, "SELECT pg_terminate_backend(?)", committing(h, "tt-commit"));
                         long killedAt = System.nanoTime();
                         long before = h.succeeded(ids);
                         if (k == stalls - 1) {
@@ -89,9 +72,80 @@ class CommitFaultsTest {
                 assertThat(result.executedMoreThanOnce()).as("the completion is retried, not the handler").isZero();
                 assertThat(h.ledger.states(ids)).isEqualTo(Map.of("succeeded", (long) tasks));
             } finally {
+                dropStall(h);
+            }
+        }
+    }
+
+    /** The first {@code stalls} completions (one per row) wait at commit for the gate, an advisory lock. */
+    private static void installStall(FaultHarness h, int stalls) throws Exception {
+        try (Statement s = h.c.createStatement()) {
+            s.execute("CREATE SEQUENCE IF NOT EXISTS public.commit_stall_seq");
+            s.execute("SELECT setval('public.commit_stall_seq', 1, false)");
+            s.execute("CREATE OR REPLACE FUNCTION public.stall_commit() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                    + "BEGIN IF nextval('public.commit_stall_seq') <= " + stalls + " THEN "
+                    + "PERFORM pg_advisory_xact_lock(" + COMMIT_GATE + "); END IF; RETURN NULL; END $$");
+            s.execute("CREATE CONSTRAINT TRIGGER stall_commit AFTER UPDATE ON tasktable.task "
+                    + "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.state = 'succeeded') "
+                    + "EXECUTE FUNCTION public.stall_commit()");
+        }
+    }
+
+    private static void dropStall(FaultHarness h) throws Exception {
+        try (Statement s = h.c.createStatement()) {
+            s.execute("DROP TRIGGER IF EXISTS stall_commit ON tasktable.task");
+            s.execute("DROP FUNCTION IF EXISTS public.stall_commit()");
+        }
+    }
+
+    /** Pid of the worker backend stuck committing a completion. */
+    private static int committing(FaultHarness h, String app) {
+        List<Integer> pids = new ArrayList<>();
+        within(Duration.ofSeconds(30)).until(() -> {
+            pids.clear();
+            Sql.rows(h.c, "SELECT pid FROM pg_stat_activity WHERE application_name = ? "
+                    + "AND wait_event_type = 'Lock' AND wait_event = 'advisory'", app).forEach(r -> pids.add((Integer) r.get("pid")));
+            return !pids.isEmpty();
+        });
+        return pids.getFirst();
+    }
+
+    /**
+     * Regression (found by the full run of the scenario above, 65 of 5000 tasks ran twice): the heartbeat renewed
+     * only the leases of running handlers, so a finished task whose completion kept failing for longer than the
+     * lease (the reporter's retries back off to 2 s) was rescued and run again although its worker knew the
+     * outcome. Here every commit of a completion fails with a serialization failure (transient, retried) for
+     * three times the lease.
+     */
+    @Test
+    void a_completion_failing_for_longer_than_the_lease_keeps_the_lease_and_runs_once() throws Exception {
+        try (FaultHarness h = new FaultHarness(db);
+             ConnectionPool pool = ConnectionPool.open(db.url(), "tt-commit-lease", ConnectionPool.DEFAULT_SIZE)) {
+            try (Statement s = h.c.createStatement()) {
+                s.execute("CREATE TABLE public.commit_gate AS SELECT clock_timestamp() + interval '3 seconds' AS until");
+                s.execute("CREATE OR REPLACE FUNCTION public.fail_commit() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                        + "BEGIN IF clock_timestamp() < (SELECT until FROM public.commit_gate) THEN "
+                        + "RAISE EXCEPTION 'simulated commit failure' USING ERRCODE = '40001'; END IF; RETURN NULL; END $$");
+                s.execute("CREATE CONSTRAINT TRIGGER fail_commit AFTER UPDATE ON tasktable.task "
+                        + "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.state = 'succeeded') "
+                        + "EXECUTE FUNCTION public.fail_commit()");
+            }
+            try {
+                List<Long> ids = h.enqueueRecords(1, 0);
+                try (Worker worker = Worker.start(pool, FaultWorkerMain.handlers(h.effects),
+                        Workers.FAST.withLease(Duration.ofSeconds(1)))) {
+                    within(Duration.ofSeconds(30)).until(() -> h.unfinished(ids) == 0);
+                }
+                Ledger.Result result = h.ledger.account("10c completion failing at commit for 3 s, lease 1 s", 1, ids,
+                        Duration.ZERO);
+                assertThat(h.count("id = ANY (?) AND state = 'succeeded' AND attempt = 1", (Object) ids.toArray(Long[]::new)))
+                        .as("never rescued").isEqualTo(1);
+                assertThat(result.executedMoreThanOnce()).isZero();
+            } finally {
                 try (Statement s = h.c.createStatement()) {
-                    s.execute("DROP TRIGGER IF EXISTS stall_commit ON tasktable.task");
-                    s.execute("DROP FUNCTION IF EXISTS public.stall_commit()");
+                    s.execute("DROP TRIGGER IF EXISTS fail_commit ON tasktable.task");
+                    s.execute("DROP FUNCTION IF EXISTS public.fail_commit()");
+                    s.execute("DROP TABLE IF EXISTS public.commit_gate");
                 }
             }
         }

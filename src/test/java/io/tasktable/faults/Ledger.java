@@ -17,7 +17,8 @@ import io.tasktable.testing.TestDatabase;
 
 /**
  * The accounting invariant of the fault suite. Installs, for one scenario, a trigger that logs every change of a
- * task into a final state ({@code final_transition}); the handlers log every execution in
+ * task into a final state, and every deletion of a finished one by prune_tasks ({@code final_transition}); the
+ * handlers log every execution in
  * {@code side_effect_log} ({@link io.tasktable.testing.SideEffects}). {@link #account} then compares the
  * enqueued ids with the final states and both logs: every task is in exactly one final state (or still queued,
  * or running under a valid lease), none completed twice, none lost, and how often each one ran.
@@ -52,20 +53,27 @@ final class Ledger implements AutoCloseable {
             s.execute("""
                     CREATE OR REPLACE FUNCTION public.log_final_transition() RETURNS trigger LANGUAGE plpgsql AS $$
                     BEGIN
-                        INSERT INTO public.final_transition (task_id, attempt, state) VALUES (NEW.id, NEW.attempt, NEW.state);
+                        IF TG_OP = 'DELETE' THEN
+                            INSERT INTO public.final_transition (task_id, attempt, state) VALUES (OLD.id, OLD.attempt, 'pruned');
+                        ELSE
+                            INSERT INTO public.final_transition (task_id, attempt, state) VALUES (NEW.id, NEW.attempt, NEW.state);
+                        END IF;
                         RETURN NULL;
                     END $$""");
             s.execute("DROP TRIGGER IF EXISTS fault_ledger ON tasktable.task");
             s.execute("CREATE TRIGGER fault_ledger AFTER UPDATE ON tasktable.task FOR EACH ROW "
                     + "WHEN (NEW.state IS DISTINCT FROM OLD.state AND NEW.state IN ('succeeded', 'dead', 'cancelled')) "
                     + "EXECUTE FUNCTION public.log_final_transition()");
+            s.execute("DROP TRIGGER IF EXISTS fault_ledger_prune ON tasktable.task");
+            s.execute("CREATE TRIGGER fault_ledger_prune AFTER DELETE ON tasktable.task FOR EACH ROW "
+                    + "WHEN (OLD.state IN ('succeeded', 'dead', 'cancelled')) EXECUTE FUNCTION public.log_final_transition()");
         }
         return new Ledger(db);
     }
 
     /**
-     * Checks the invariant for the enqueued ids and returns the scenario's row. Lost: a task missing, stuck
-     * running under an expired lease, or succeeded without its side effect; completed twice: more than one
+     * Checks the invariant for the enqueued ids and returns the scenario's row. Lost: a task missing (and not
+     * pruned after it finished), stuck running under an expired lease, or succeeded without its side effect; completed twice: more than one
      * change into succeeded; executed more than once: more than one side effect logged.
      */
     Result account(String scenario, int runs, List<Long> ids, Duration recovery) throws SQLException {
@@ -78,11 +86,13 @@ final class Ledger implements AutoCloseable {
             throws SQLException {
         Long[] enqueued = ids.toArray(Long[]::new);
         long missing = Sql.count(c, "SELECT count(*) FROM unnest(?::bigint[]) i (id) "
-                + "WHERE NOT EXISTS (SELECT FROM tasktable.task t WHERE t.id = i.id)", (Object) enqueued);
+                + "WHERE NOT EXISTS (SELECT FROM tasktable.task t WHERE t.id = i.id) "
+                + "AND NOT EXISTS (SELECT FROM final_transition f WHERE f.task_id = i.id AND f.state = 'pruned')", (Object) enqueued);
         long stuck = Sql.count(c, "SELECT count(*) FROM tasktable.task WHERE id = ANY (?) "
                 + "AND state = 'running' AND lease_expires_at < now()", (Object) enqueued);
-        long effectless = Sql.count(c, "SELECT count(*) FROM tasktable.task t WHERE t.id = ANY (?) AND t.state = 'succeeded' "
-                + "AND NOT EXISTS (SELECT FROM side_effect_log l WHERE l.task_id = t.id)", (Object) enqueued);
+        long effectless = Sql.count(c, "SELECT count(*) FROM final_transition f WHERE f.task_id = ANY (?) "
+                + "AND f.state = 'succeeded' AND NOT EXISTS (SELECT FROM side_effect_log l WHERE l.task_id = f.task_id)",
+                (Object) enqueued);
         long completedTwice = Sql.count(c, "SELECT count(*) FROM (SELECT task_id FROM final_transition "
                 + "WHERE state = 'succeeded' GROUP BY task_id HAVING count(*) > 1) twice");
         long phantom = Sql.count(c, "SELECT count(DISTINCT task_id) FROM side_effect_log WHERE NOT task_id = ANY (?)",
@@ -123,6 +133,7 @@ final class Ledger implements AutoCloseable {
     public void close() throws SQLException {
         try (Connection c = db.connect(); Statement s = c.createStatement()) {
             s.execute("DROP TRIGGER IF EXISTS fault_ledger ON tasktable.task");
+            s.execute("DROP TRIGGER IF EXISTS fault_ledger_prune ON tasktable.task");
             s.execute("DROP FUNCTION IF EXISTS public.log_final_transition()");
         }
     }
