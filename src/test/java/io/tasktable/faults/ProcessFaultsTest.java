@@ -50,7 +50,9 @@ class ProcessFaultsTest {
             for (int k = 0; k < kills; k++) {
                 long target = h.succeeded(ids) + ThreadLocalRandom.current().nextInt(1, tasks / (kills + 2));
                 within(DRAIN_LIMIT).until(() -> h.succeeded(ids) >= Math.min(target, tasks - 50L));
-                Process victim = workers.remove(ThreadLocalRandom.current().nextInt(workers.size()));
+                // a random moment of the drain, and the worker holding the most tasks at that moment
+                Process victim = workers.stream().max(java.util.Comparator.comparingLong(p -> held(h, p))).orElseThrow();
+                workers.remove(victim);
                 victim.destroyForcibly();
                 assertThat(victim.waitFor(30, TimeUnit.SECONDS)).isTrue();
                 long killedAt = System.nanoTime();
@@ -119,6 +121,14 @@ class ProcessFaultsTest {
         }
     }
 
+    private static long held(FaultHarness h, Process p) {
+        try {
+            return h.count("state = 'running' AND worker LIKE ?", WorkerProcess.workerPattern(p));
+        } catch (java.sql.SQLException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
     private static boolean listening(FaultHarness h, String app) {
         try {
             return !Workers.listeningBackends(h.c, app).isEmpty();
@@ -179,6 +189,9 @@ class ProcessFaultsTest {
                 assertThat(h.count("id = ANY (?) AND attempt = 1 AND worker LIKE ?", short2.toArray(Long[]::new), pattern2))
                         .as("a freeze shorter than the lease re-claims nothing").isEqualTo(held);
                 assertThat(FaultHarness.logLines(app2, "lease lost")).isZero();
+                // the next run's tasks are for that run's workers only
+                paused.destroy();
+                assertThat(paused.waitFor(30, TimeUnit.SECONDS)).isTrue();
             }
             Ledger.Result result = h.ledger.account("8 SIGSTOP past / within the lease", runs * 2, all, worstRecovery);
             assertThat(result.lost()).isZero();
