@@ -1,10 +1,10 @@
 package io.tasktable;
 
 import java.time.Duration;
-import java.util.function.Function;
 
-import org.jooq.Configuration;
+import org.jooq.Condition;
 import org.jooq.DSLContext;
+import org.jooq.Field;
 import org.jooq.impl.DSL;
 import org.jooq.impl.SQLDataType;
 import org.slf4j.Logger;
@@ -15,7 +15,10 @@ import io.tasktable.db.Routines;
 /**
  * The periodic jobs every worker runs and only one at a time does: rescuing tasks whose lease expired and
  * pruning finished ones. Each run takes a transaction-scoped advisory lock with try (never waits); a worker
- * that does not get it skips this round, since another is doing the job right now.
+ * that does not get it skips this round, since another is doing the job right now. Lock and job are one
+ * statement in its own transaction, so the server finishes and commits it whatever the worker does meanwhile:
+ * a worker frozen (SIGSTOP, a long GC pause, a stalled VM) cannot sit on the lock in an idle transaction and
+ * stop every other worker's rescue.
  */
 final class Maintenance {
 
@@ -59,20 +62,25 @@ final class Maintenance {
         try {
             while (!closing) {
                 long now = System.nanoTime();
-                if (now - nextRescue >= 0) {
-                    int rescued = runExclusively(RESCUE_LOCK, cfg -> Routines.rescueExpiredTasks(cfg, MAX_ROWS), "rescue");
-                    if (rescued > 0) {
-                        observer.rescued(rescued);
-                        LOG.info("rescued {} task(s) whose lease expired", rescued);
+                try {
+                    if (now - nextRescue >= 0) {
+                        nextRescue = now + options.rescueInterval().toNanos();
+                        int rescued = runExclusively(RESCUE_LOCK, Routines.rescueExpiredTasks(DSL.val(MAX_ROWS)), "rescue");
+                        if (rescued > 0) {
+                            observer.rescued(rescued);
+                            LOG.info("rescued {} task(s) whose lease expired", rescued);
+                        }
                     }
-                    nextRescue = now + options.rescueInterval().toNanos();
-                }
-                if (now - nextPrune >= 0) {
-                    int pruned = runExclusively(PRUNE_LOCK, cfg -> Routines.pruneTasks(cfg, MAX_ROWS), "prune");
-                    if (pruned > 0) {
-                        LOG.info("pruned {} finished task(s) past retention", pruned);
+                    if (now - nextPrune >= 0) {
+                        nextPrune = now + options.pruneInterval().toNanos();
+                        int pruned = runExclusively(PRUNE_LOCK, Routines.pruneTasks(DSL.val(MAX_ROWS)), "prune");
+                        if (pruned > 0) {
+                            LOG.info("pruned {} finished task(s) past retention", pruned);
+                        }
                     }
-                    nextPrune = now + options.pruneInterval().toNanos();
+                } catch (RuntimeException | OutOfMemoryError e) {
+                    // e.g. a handler filled the heap: this round is lost, the next one comes at its time
+                    Worker.survive("maintenance broke off; next round at its interval", e);
                 }
                 long sleep = Math.min(nextRescue, nextPrune) - System.nanoTime();
                 synchronized (stop) {
@@ -87,15 +95,12 @@ final class Maintenance {
     }
 
     /** Runs the job if this worker gets the lock; 0 when another worker holds it or the database failed. */
-    private int runExclusively(long lock, Function<Configuration, Integer> job, String name) {
+    private int runExclusively(long lock, Field<Integer> job, String name) {
+        // CASE runs the (volatile) job only when the lock was granted; both in one autocommit statement.
+        Condition mine = DSL.condition(DSL.function("pg_try_advisory_xact_lock", SQLDataType.BOOLEAN, DSL.val(lock)));
         try {
-            return db.transactionResult(cfg -> {
-                boolean mine = DSL.using(cfg)
-                        .select(DSL.function("pg_try_advisory_xact_lock", SQLDataType.BOOLEAN, DSL.val(lock)))
-                        .fetchSingle().value1();
-                return mine ? job.apply(cfg) : 0;
-            });
-        } catch (RuntimeException e) {
+            return db.select(DSL.when(mine, job).otherwise(DSL.inline(0))).fetchSingle().value1();
+        } catch (RuntimeException | OutOfMemoryError e) {
             // The next round retries; a missed round only delays the job by one interval.
             LOG.warn("{} failed, retrying next round: {}", name, Retrying.summary(e));
             return 0;

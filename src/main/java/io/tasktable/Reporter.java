@@ -7,8 +7,10 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
 
 import org.jooq.DSLContext;
 import org.jooq.JSONB;
@@ -38,12 +40,21 @@ final class Reporter {
     /** How often an idle reporter checks whether it should stop. */
     private static final Duration IDLE_POLL = Duration.ofMillis(100);
 
-    record Report(long id, int attempt, TaskResult result) {
+    record Report(Run run, TaskResult result) {
+        long id() {
+            return run.task.id();
+        }
+
+        int attempt() {
+            return run.task.attempt();
+        }
     }
 
     private final DSLContext db;
     private final WorkerObserver observer;
     private final BlockingQueue<Report> pending = new LinkedBlockingQueue<>();
+    /** Reported and not yet delivered (pending or in the batch being sent): their leases still need renewing. */
+    private final Set<Report> undelivered = ConcurrentHashMap.newKeySet();
     private final Thread thread;
     private volatile boolean closing;
     /** Valid once closing is set (it is written first). */
@@ -60,7 +71,18 @@ final class Reporter {
     }
 
     void report(Run run, TaskResult result) {
-        pending.add(new Report(run.task.id(), run.task.attempt(), result));
+        Report report = new Report(run, result);
+        undelivered.add(report);
+        pending.add(report);
+    }
+
+    /**
+     * The runs whose outcome waits to be delivered. The heartbeat keeps renewing their leases: an outcome held up
+     * by a slow or failing database (a commit killed and retried, a lock) must not let the lease lapse, or the
+     * task is rescued and run again although its outcome is known.
+     */
+    Stream<Run> awaitingDelivery() {
+        return undelivered.stream().map(Report::run);
     }
 
     /** Sends everything reported so far, retrying outages until the deadline, then stops. */
@@ -76,37 +98,40 @@ final class Reporter {
         try {
             while (!(closing && pending.isEmpty() && batch.isEmpty())) {
                 if (batch.isEmpty()) {
-                    Report first = pending.poll(IDLE_POLL.toMillis(), TimeUnit.MILLISECONDS);
-                    if (first == null) {
-                        continue;
+                    try {
+                        fill(batch);
+                    } catch (OutOfMemoryError e) {
+                        // a handler filled the heap; what was taken from pending is in the batch, sent below
+                        Worker.survive("gathering outcomes broke off", e);
                     }
-                    batch.add(first);
-                    long flushAt = System.nanoTime() + FLUSH_DELAY.toNanos();
-                    while (batch.size() < MAX_BATCH) {
-                        Report next = pending.poll(Math.max(0, flushAt - System.nanoTime()), TimeUnit.NANOSECONDS);
-                        if (next == null) {
-                            break;
-                        }
-                        batch.add(next);
+                    if (batch.isEmpty()) {
+                        continue;
                     }
                 }
                 try {
                     send(batch);
                     retrying.reset();
-                } catch (RuntimeException e) {
-                    if (!Retrying.isTransient(e)) {
+                } catch (RuntimeException | OutOfMemoryError e) {
+                    // out of memory: a handler filled the heap; like an outage it passes, and this thread must live on
+                    if (!(e instanceof OutOfMemoryError) && !Retrying.isTransient(e)) {
                         LOG.error("could not report {} outcome(s) (tasks {}); their leases will expire and they will run again",
                                 batch.size(), ids(batch), e);
+                        undelivered.removeAll(batch);
                         batch.clear();
                     } else if (closing && System.nanoTime() - giveUpAtNanos > 0) {
                         LOG.error("database unreachable at shutdown: {} outcome(s) not reported (tasks {}); their leases "
                                 + "will expire and they will run again", batch.size() + pending.size(), ids(batch), e);
                         batch.clear();
                         pending.clear();
+                        undelivered.clear();
                     } else {
                         Duration delay = retrying.nextDelay();
-                        LOG.warn("reporting {} outcome(s) failed, retrying in {} ms: {}", batch.size(), delay.toMillis(),
-                                Retrying.summary(e));
+                        try {
+                            LOG.warn("reporting {} outcome(s) failed, retrying in {} ms: {}", batch.size(), delay.toMillis(),
+                                    Retrying.summary(e));
+                        } catch (OutOfMemoryError again) {
+                            // the heap is still full; the retry below is what matters
+                        }
                         Thread.sleep(delay);
                     }
                 }
@@ -116,34 +141,64 @@ final class Reporter {
         }
     }
 
-    /** Sends the batch; each report leaves it once the database has it, so a retry resends only the rest. */
+    /** Waits for the first pending outcome, then gathers more for a few milliseconds, up to a full batch. */
+    private void fill(List<Report> batch) throws InterruptedException {
+        Report first = pending.poll(IDLE_POLL.toMillis(), TimeUnit.MILLISECONDS);
+        if (first == null) {
+            return;
+        }
+        batch.add(first);
+        long flushAt = System.nanoTime() + FLUSH_DELAY.toNanos();
+        while (batch.size() < MAX_BATCH) {
+            Report next = pending.poll(Math.max(0, flushAt - System.nanoTime()), TimeUnit.NANOSECONDS);
+            if (next == null) {
+                break;
+            }
+            batch.add(next);
+        }
+    }
+
+    /**
+     * Sends the batch; each report leaves it once the database has it, so a retry resends only the rest. A
+     * report the database refuses for good (not an outage: e.g. a result over the size limit or holding a NUL)
+     * is dealt with alone, so it never takes the other outcomes of its batch down with it.
+     */
     private void send(List<Report> batch) {
         List<Report> completions = batch.stream().filter(r -> r.result() instanceof TaskResult.Success).toList();
         if (!completions.isEmpty()) {
-            Long[] ids = completions.stream().map(Report::id).toArray(Long[]::new);
-            Integer[] attempts = completions.stream().map(Report::attempt).toArray(Integer[]::new);
-            JSONB[] results = completions.stream()
-                    .map(r -> ((TaskResult.Success) r.result()).result().map(Json::jsonb).orElse(null))
-                    .toArray(JSONB[]::new);
-            Set<Long> done = new HashSet<>(Arrays.asList(Routines.completeTasks(db.configuration(), ids, attempts, results)));
+            Set<Long> rejected = new HashSet<>();
+            Set<Long> done = complete(completions, rejected);
             observer.completed(done.size());
             for (Report r : completions) {
-                if (!done.contains(r.id())) {
+                if (!done.contains(r.id()) && !rejected.contains(r.id())) {
                     LOG.warn("task {} attempt {}: completion refused, the worker no longer held it (rescued or cancelled)",
                             r.id(), r.attempt());
                 }
             }
             batch.removeAll(completions);
+            undelivered.removeAll(completions);
         }
         while (!batch.isEmpty()) {
             Report r = batch.getFirst();
-            boolean held = switch (r.result()) {
-                case TaskResult.Snooze snooze ->
-                        Routines.snoozeTask(db.configuration(), r.id(), r.attempt(), YearToSecond.valueOf(snooze.delay()));
-                case TaskResult.Retry retry -> fail(r, retry.reason(), true, retry.delay().orElse(null));
-                case TaskResult.GiveUp giveUp -> fail(r, giveUp.reason(), false, null);
-                case TaskResult.Success ignored -> throw new IllegalStateException("completions are sent above");
-            };
+            boolean held;
+            try {
+                held = switch (r.result()) {
+                    case TaskResult.Snooze snooze ->
+                            Routines.snoozeTask(db.configuration(), r.id(), r.attempt(), YearToSecond.valueOf(snooze.delay()));
+                    case TaskResult.Retry retry -> fail(r, retry.reason(), true, retry.delay().orElse(null));
+                    case TaskResult.GiveUp giveUp -> fail(r, giveUp.reason(), false, null);
+                    case TaskResult.Success ignored -> throw new IllegalStateException("completions are sent above");
+                };
+            } catch (RuntimeException e) {
+                if (Retrying.isTransient(e)) {
+                    throw e;
+                }
+                LOG.error("task {} attempt {}: the database refused its outcome {}; its lease will expire and it will run "
+                        + "again: {}", r.id(), r.attempt(), r.result(), Retrying.summary(e));
+                batch.removeFirst();
+                undelivered.remove(r);
+                continue;
+            }
             if (held && !(r.result() instanceof TaskResult.Snooze)) {
                 observer.failed(1);
             } else if (!held) {
@@ -151,11 +206,48 @@ final class Reporter {
                         r.id(), r.attempt());
             }
             batch.removeFirst();
+            undelivered.remove(r);
         }
     }
 
-    /** fail_task; a retry delay becomes retry_at = now() + delay, by the database clock. */
-    private boolean fail(Report r, String error, boolean retryable, Duration delay) {
+    /**
+     * complete_tasks; returns the ids completed. Those whose result the database refused are failed for good
+     * instead, the refusal as their error (the handler would most likely return the same result again), and
+     * added to {@code rejected}.
+     */
+    private Set<Long> complete(List<Report> completions, Set<Long> rejected) {
+        try {
+            Long[] ids = completions.stream().map(Report::id).toArray(Long[]::new);
+            Integer[] attempts = completions.stream().map(Report::attempt).toArray(Integer[]::new);
+            JSONB[] results = completions.stream()
+                    .map(r -> ((TaskResult.Success) r.result()).result().map(Json::jsonb).orElse(null))
+                    .toArray(JSONB[]::new);
+            return new HashSet<>(Arrays.asList(Routines.completeTasks(db.configuration(), ids, attempts, results)));
+        } catch (RuntimeException e) {
+            if (Retrying.isTransient(e)) {
+                throw e;
+            }
+            if (completions.size() > 1) {
+                Set<Long> done = new HashSet<>();
+                for (Report r : completions) {
+                    done.addAll(complete(List.of(r), rejected));
+                }
+                return done;
+            }
+            Report r = completions.getFirst();
+            String reason = "the database refused the task's result: " + Retrying.summary(e);
+            LOG.error("task {} attempt {}: {}; failing it for good", r.id(), r.attempt(), reason);
+            fail(r, reason, false, null);
+            observer.failed(1);
+            rejected.add(r.id());
+            return Set.of();
+        }
+    }
+
+    /** fail_task; a retry delay becomes retry_at = now() + delay, by the database clock. NUL becomes U+FFFD. */
+    private boolean fail(Report r, String reason, boolean retryable, Duration delay) {
+        // PostgreSQL text cannot hold NUL: one in an exception message would make the failure itself unreportable
+        String error = reason.replace('\u0000', '\uFFFD');
         if (delay == null) {
             return Routines.failTask(db.configuration(), r.id(), r.attempt(), error, retryable, null) != null;
         }

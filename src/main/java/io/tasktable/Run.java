@@ -58,7 +58,12 @@ final class Run implements TaskContext {
     }
 
     boolean renewalDue(long nowNanos) {
-        return held() && nowNanos - lastRenewedNanos >= lease.toNanos() / 3;
+        return held() && leaseRenewalDue(nowNanos);
+    }
+
+    /** A third of the lease passed since the claim or the last renewal, whether or not the run ended. */
+    boolean leaseRenewalDue(long nowNanos) {
+        return nowNanos - lastRenewedNanos >= lease.toNanos() / 3;
     }
 
     void renewed(long nowNanos) {

@@ -19,6 +19,7 @@ import java.util.concurrent.Semaphore;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.stream.Stream;
 
 import org.jooq.DSLContext;
 import org.jooq.SQLDialect;
@@ -147,37 +148,54 @@ public final class Worker implements AutoCloseable {
         boolean backlog = true;
         try {
             while (!stopping) {
-                if (!slots.tryAcquire(STOP_CHECK.toMillis(), TimeUnit.MILLISECONDS)) {
-                    continue;
-                }
-                if (!backlog) {
-                    wakeup.await(options.pollInterval());
-                }
-                if (stopping) {
-                    slots.release();
-                    break;
-                }
-                int n = 1 + slots.drainPermits();
-                List<TaskRecord> claimed;
+                // slots this round holds for tasks not (yet) running; given back if the round breaks off
+                int held = 0;
                 try {
-                    claimed = db.selectFrom(Routines.claimTasks(n, id, queues, lease)).fetch();
-                    retrying.reset();
-                } catch (RuntimeException e) {
-                    slots.release(n);
-                    Duration delay = retrying.nextDelay();
-                    LOG.warn("claiming failed, retrying in {} ms: {}", delay.toMillis(), Retrying.summary(e));
-                    wakeup.await(delay);
+                    if (!slots.tryAcquire(STOP_CHECK.toMillis(), TimeUnit.MILLISECONDS)) {
+                        continue;
+                    }
+                    held = 1;
+                    if (!backlog) {
+                        wakeup.await(options.pollInterval());
+                    }
+                    if (stopping) {
+                        break;
+                    }
+                    int n = 1 + slots.drainPermits();
+                    held = n;
+                    List<TaskRecord> claimed;
+                    try {
+                        claimed = db.selectFrom(Routines.claimTasks(n, id, queues, lease)).fetch();
+                        retrying.reset();
+                    } catch (RuntimeException e) {
+                        Duration delay = retrying.nextDelay();
+                        LOG.warn("claiming failed, retrying in {} ms: {}", delay.toMillis(), Retrying.summary(e));
+                        slots.release(held);
+                        held = 0;
+                        wakeup.await(delay);
+                        backlog = true;
+                        continue;
+                    }
+                    slots.release(n - claimed.size());
+                    held = claimed.size();
+                    backlog = claimed.size() == n;
+                    if (!claimed.isEmpty()) {
+                        observer.claimed(claimed.size());
+                    }
+                    long now = System.nanoTime();
+                    for (TaskRecord row : claimed) {
+                        dispatch(row, now);
+                        held--;
+                    }
+                } catch (RuntimeException | OutOfMemoryError e) {
+                    // E.g. a handler filled the heap (its memory is freed as its attempt fails). This thread must
+                    // live on: a worker whose claim loop died would claim nothing, for good. Tasks claimed in this
+                    // round and not started stay running until their lease expires and they are rescued.
+                    survive("claiming broke off; claiming again shortly", e);
                     backlog = true;
-                    continue;
-                }
-                slots.release(n - claimed.size());
-                backlog = claimed.size() == n;
-                if (!claimed.isEmpty()) {
-                    observer.claimed(claimed.size());
-                }
-                long now = System.nanoTime();
-                for (TaskRecord row : claimed) {
-                    dispatch(row, now);
+                    wakeup.await(STOP_CHECK);
+                } finally {
+                    slots.release(held);
                 }
             }
         } catch (InterruptedException e) {
@@ -191,9 +209,15 @@ public final class Worker implements AutoCloseable {
         Run run = new Run(task, Duration.between(row.getStartedAt(), row.getLeaseExpiresAt()), id, claimedNanos,
                 this::execute);
         running.put(task.id(), run);
-        Duration sinceDue = Duration.between(row.getRunAt().toInstant(), Instant.now());
-        observer.started(task, sinceDue.isNegative() ? Duration.ZERO : sinceDue);
-        run.start(timer.schedule(() -> timeOut(run), options.handlerTimeout().toNanos(), TimeUnit.NANOSECONDS));
+        try {
+            Duration sinceDue = Duration.between(row.getRunAt().toInstant(), Instant.now());
+            observer.started(task, sinceDue.isNegative() ? Duration.ZERO : sinceDue);
+            run.start(timer.schedule(() -> timeOut(run), options.handlerTimeout().toNanos(), TimeUnit.NANOSECONDS));
+        } catch (RuntimeException | OutOfMemoryError e) {
+            // never started: not ours to heartbeat, so its lease expires and it is rescued
+            running.remove(task.id(), run);
+            throw e;
+        }
     }
 
     /** The body of a task's virtual thread. */
@@ -249,10 +273,17 @@ public final class Worker implements AutoCloseable {
         try {
             while (!heartbeatStopped) {
                 Thread.sleep(HEARTBEAT_TICK);
-                long now = System.nanoTime();
-                List<Run> due = running.values().stream().filter(r -> r.renewalDue(now)).toList();
-                if (!due.isEmpty()) {
-                    renew(due, now);
+                try {
+                    long now = System.nanoTime();
+                    // running handlers, and finished ones whose outcome is not delivered yet
+                    List<Run> due = Stream.concat(running.values().stream().filter(r -> r.renewalDue(now)),
+                            reporter.awaitingDelivery().filter(r -> r.leaseRenewalDue(now))).distinct().toList();
+                    if (!due.isEmpty()) {
+                        renew(due, now);
+                    }
+                } catch (RuntimeException | OutOfMemoryError e) {
+                    // e.g. a handler filled the heap; the heartbeat must outlive it or every lease would lapse
+                    survive("renewing leases broke off; retrying at the next tick", e);
                 }
             }
         } catch (InterruptedException e) {
@@ -340,6 +371,19 @@ public final class Worker implements AutoCloseable {
             closed.await();
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
+        }
+    }
+
+    /**
+     * Logs what broke off a round of one of the worker's loops, which then carries on. A handler that fills the
+     * heap makes allocations fail on every thread for a moment; the logging itself may fail then, and must not
+     * end the loop.
+     */
+    static void survive(String what, Throwable e) {
+        try {
+            LOG.error(what, e);
+        } catch (RuntimeException | OutOfMemoryError ignored) {
+            // nothing more can be said now; the loop goes on
         }
     }
 

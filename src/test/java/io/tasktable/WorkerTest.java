@@ -16,6 +16,7 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.stream.Stream;
 
 import org.awaitility.core.ConditionFactory;
 import org.junit.jupiter.api.AfterEach;
@@ -93,6 +94,82 @@ class WorkerTest {
         }
         assertThat(row(id)).containsEntry("attempt", 3);
         assertThat((String) row(id).get("last_error")).startsWith("java.lang.IllegalStateException: flaky failure on attempt 2");
+    }
+
+    /**
+     * Regression (fault suite, scenario 4): a result the database refuses (over 1 MB, or a NUL in jsonb) made
+     * complete_tasks fail for the whole batch, which the reporter dropped: the batch's good tasks ran again after
+     * their leases expired, and the poison one burnt its attempts through lease expiry.
+     */
+    @Test
+    void a_result_the_database_refuses_fails_its_task_for_good_and_spares_the_rest_of_the_batch() throws SQLException {
+        List<Long> good = client.enqueueAll(Stream.generate(() -> NewTask.of("good", "{}")).limit(50).toList());
+        long huge = client.enqueue(NewTask.of("huge", "{}"));
+        long nul = client.enqueue(NewTask.of("nul", "{}"));
+        long nulError = client.enqueue(NewTask.of("nul_error", "{}").withMaxAttempts(1));
+        CountDownLatch all = new CountDownLatch(52);
+        TaskHandler together = (task, context) -> {
+            all.countDown();
+            all.await();
+            return task.kind().equals("good") ? TaskResult.success()
+                    : TaskResult.success(JsonNodeFactory.instance.objectNode()
+                            .put("blob", task.kind().equals("huge") ? "x".repeat(1_100_000) : "a\u0000b"));
+        };
+        try (Worker worker = Worker.start(pool, Map.of("good", together, "huge", together, "nul", together,
+                "nul_error", (task, context) -> {
+                    throw new IllegalStateException("a\u0000b");
+                }), FAST.withConcurrency(60))) {
+            awaitState(huge, "dead");
+            awaitState(nul, "dead");
+            awaitState(nulError, "dead");
+            eventually().until(() -> Sql.count(c, "SELECT count(*) FROM tasktable.task WHERE id = ANY (?) AND state = 'succeeded'",
+                    (Object) good.toArray(Long[]::new)) == good.size());
+        }
+        assertThat(Sql.count(c, "SELECT count(*) FROM tasktable.task WHERE id = ANY (?) AND attempt = 1",
+                (Object) good.toArray(Long[]::new))).isEqualTo(good.size());
+        assertThat(row(huge)).containsEntry("attempt", 1);
+        assertThat((String) row(huge).get("last_error")).startsWith("the database refused the task's result");
+        assertThat((String) row(nul).get("last_error")).startsWith("the database refused the task's result");
+        assertThat((String) row(nulError).get("last_error")).startsWith("java.lang.IllegalStateException: a\uFFFDb");
+    }
+
+    /**
+     * Regression (fault suite, scenario 4 in full mode): a handler exhausting the heap made an OutOfMemoryError
+     * strike the claim and heartbeat threads too, which died; the worker then lived on claiming nothing. The
+     * observer here throws the error on those threads once each, as an allocation there would.
+     */
+    @Test
+    void out_of_memory_on_the_claim_and_report_threads_does_not_stop_the_worker() throws SQLException {
+        AtomicBoolean claimOom = new AtomicBoolean(true);
+        AtomicBoolean reportOom = new AtomicBoolean(true);
+        WorkerObserver oom = new WorkerObserver() {
+            @Override
+            public void claimed(int tasks) {
+                if (claimOom.getAndSet(false)) {
+                    throw new OutOfMemoryError("Java heap space (simulated on the claim thread)");
+                }
+            }
+
+            @Override
+            public void completed(int tasks) {
+                if (reportOom.getAndSet(false)) {
+                    throw new OutOfMemoryError("Java heap space (simulated on the report thread)");
+                }
+            }
+        };
+        long first = client.enqueue(NewTask.of("ok", "{}"));
+        try (Worker worker = Worker.start(pool, Map.of("ok", (task, context) -> TaskResult.success()), FAST, oom)) {
+            eventually().until(() -> !claimOom.get());
+            // claimed in the round that broke off: held until its lease expires (forged), then rescued
+            Sql.update(c, "UPDATE tasktable.task SET lease_expires_at = now() - interval '1 second' WHERE id = ?", first);
+            awaitState(first, "succeeded");
+            long second = client.enqueue(NewTask.of("ok", "{}"));
+            awaitState(second, "succeeded");
+            long third = client.enqueue(NewTask.of("ok", "{}"));
+            awaitState(third, "succeeded");
+        }
+        assertThat(reportOom.get()).isFalse();
+        assertThat(row(first)).containsEntry("attempt", 2);
     }
 
     @Test

@@ -36,6 +36,9 @@ final class SqlProblems {
             case "23514", "23502" -> new Problem(UNPROCESSABLE, "invalid-value", detail);
             default -> state.startsWith("TT")
                     ? new Problem(UNPROCESSABLE, "invalid-task", detail)
+                    // class 22, data exception: a value PostgreSQL cannot store, e.g. \u0000 in a jsonb string
+                    : state.startsWith("22")
+                    ? new Problem(UNPROCESSABLE, "invalid-value", detail)
                     : state.startsWith("08")
                             ? new Problem(Status.SERVICE_UNAVAILABLE_503, "database-unavailable", "the database is unreachable")
                             : unexpected(e);

@@ -159,6 +159,8 @@ class HttpApiTest {
         assertProblem(send("POST", "/api/tasks", "{\"kind\": \"\"}"), 422, "invalid-task");
         assertProblem(send("POST", "/api/tasks", "{\"kind\": \"a\", \"queue\": \"nope\"}"), 422, "unknown-queue");
         assertProblem(send("POST", "/api/tasks", "[{\"kind\": \"a\"}, {\"kind\": 7}]"), 400, "invalid-request");
+        // regression: PostgreSQL's own refusal of a value (SQLSTATE 22P05) was a 500
+        assertProblem(send("POST", "/api/tasks", "{\"kind\": \"a\", \"payload\": {\"s\": \"\\u0000\"}}"), 422, "invalid-value");
         assertThat(taskCount()).isZero();
     }
 

@@ -18,11 +18,19 @@ public final class WorkerProcess {
 
     /** Starts {@code io.tasktable.cli.Main work ARGS} with the test classpath and DATABASE_URL set. */
     public static Process start(TestDatabase db, String name, String... args) throws IOException {
+        List<String> mainAndArgs = new ArrayList<>(List.of("io.tasktable.cli.Main", "work"));
+        mainAndArgs.addAll(List.of(args));
+        return startJava(db, name, List.of(), mainAndArgs);
+    }
+
+    /** Starts {@code java JVM_ARGS MAIN ARGS} with the test classpath and DATABASE_URL set. */
+    public static Process startJava(TestDatabase db, String name, List<String> jvmArgs, List<String> mainAndArgs)
+            throws IOException {
         List<String> command = new ArrayList<>(List.of(
                 Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "-cp", classpath(), "-Dorg.jooq.no-logo=true", "-Dorg.jooq.no-tips=true",
-                "io.tasktable.cli.Main", "work"));
-        command.addAll(List.of(args));
+                "-cp", classpath(), "-Dorg.jooq.no-logo=true", "-Dorg.jooq.no-tips=true"));
+        command.addAll(jvmArgs);
+        command.addAll(mainAndArgs);
         Path log = Path.of("target", "worker-process-" + name + ".log");
         Files.createDirectories(log.getParent());
         ProcessBuilder builder = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(log.toFile());
