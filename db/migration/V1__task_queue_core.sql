@@ -347,7 +347,8 @@ CREATE FUNCTION tasktable.claim_tasks(
 RETURNS SETOF tasktable.task
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    unknown text;
+    unknown   text;
+    claimable text[];
 BEGIN
     IF n IS NULL OR n NOT BETWEEN 1 AND 10000 THEN
         RAISE EXCEPTION 'tasktable: claim size must be between 1 and 10000, got %', coalesce(n::text, 'NULL')
@@ -365,13 +366,26 @@ BEGIN
         RAISE EXCEPTION 'tasktable: queues must name at least one queue'
             USING ERRCODE = 'TT004', HINT = 'Pass NULL to claim from all queues.';
     END IF;
-    SELECT w.name INTO unknown
-    FROM unnest(queues) AS w (name)
-    WHERE w.name IS NULL OR NOT EXISTS (SELECT FROM tasktable.queue q WHERE q.name = w.name)
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'tasktable: unknown queue %', coalesce(quote_literal(unknown), 'NULL')
-            USING ERRCODE = 'TT004', HINT = 'Pass NULL for all queues, or names from tasktable.queue.';
+    IF queues IS NOT NULL THEN
+        SELECT w.name INTO unknown
+        FROM unnest(queues) AS w (name)
+        WHERE w.name IS NULL OR NOT EXISTS (SELECT FROM tasktable.queue q WHERE q.name = w.name)
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'tasktable: unknown queue %', coalesce(quote_literal(unknown), 'NULL')
+                USING ERRCODE = 'TT004', HINT = 'Pass NULL for all queues, or names from tasktable.queue.';
+        END IF;
+    END IF;
+    -- The queues to claim from, as a value: the claim below then reads "queue = ANY (claimable)", which the
+    -- planner estimates well. The former "queue <> ALL (paused queues)" was estimated at ~0 rows whenever one
+    -- queue held most tasks, so it planned a seq scan + sort of every queued row instead of walking
+    -- task_claim_idx: 71 ms per claim of 100 with 60,000 queued, a drain of 3,224 tasks/s (bench drain,
+    -- 1 worker x 64); with this, the index walk stops after n rows.
+    SELECT array_agg(q.name) INTO claimable
+    FROM tasktable.queue q
+    WHERE NOT q.paused AND (claim_tasks.queues IS NULL OR q.name = ANY (claim_tasks.queues));
+    IF claimable IS NULL THEN
+        RETURN;
     END IF;
 
     RETURN QUERY
@@ -380,8 +394,7 @@ BEGIN
         FROM tasktable.task t
         WHERE t.state = 'queued'
           AND t.run_at <= now()
-          AND (claim_tasks.queues IS NULL OR t.queue = ANY (claim_tasks.queues))
-          AND t.queue <> ALL (ARRAY(SELECT p.name FROM tasktable.queue p WHERE p.paused))
+          AND t.queue = ANY (claimable)
         ORDER BY t.priority DESC, t.run_at, t.id
         LIMIT claim_tasks.n
         FOR UPDATE OF t SKIP LOCKED

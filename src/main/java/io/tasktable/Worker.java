@@ -158,6 +158,10 @@ public final class Worker implements AutoCloseable {
                     break;
                 }
                 int n = 1 + slots.drainPermits();
+                if (n > options.claimBatch()) {
+                    slots.release(n - options.claimBatch());
+                    n = options.claimBatch();
+                }
                 List<TaskRecord> claimed;
                 try {
                     claimed = db.selectFrom(Routines.claimTasks(n, id, queues, lease)).fetch();
