@@ -462,7 +462,12 @@ BEGIN
             lease_expires_at = NULL,
             finished_at = now()
         FROM unnest(ids, attempts, results) AS c (id, attempt, result)
-        WHERE t.id = c.id AND t.attempt = c.attempt AND t.state = 'running'
+        -- "lease_expires_at IS NOT NULL" says "running" (CHECK running_has_lease) in a form task_lease_idx
+        -- cannot serve. With "state = 'running'", stale statistics (ANALYZE saw no running task) made the
+        -- planner hash-join against every entry of task_lease_idx, live or dead, on each call: a worker whose
+        -- completions fell behind slowed down further, until leases expired (bench drain of 50,000 never
+        -- finished in 5 minutes). Now each id is one task_pkey probe, whatever the table holds.
+        WHERE t.id = c.id AND t.attempt = c.attempt AND t.lease_expires_at IS NOT NULL
         RETURNING t.id
     )
     SELECT coalesce(array_agg(completed.id), '{}') INTO done FROM completed;
@@ -527,7 +532,8 @@ BEGIN
                (NOT coalesce(f.retryable, true) OR cur.attempt >= coalesce(cur.max_attempts, q.max_attempts)) AS dead,
                greatest(now(), coalesce(f.retry_at, now() + tasktable.retry_delay(cur.queue, cur.attempt))) AS next_run_at
         FROM unnest(ids, attempts, errors, retryable, retry_at) AS f (id, attempt, error, retryable, retry_at)
-        JOIN tasktable.task cur ON cur.id = f.id AND cur.attempt = f.attempt AND cur.state = 'running'
+        -- lease_expires_at IS NOT NULL means running; written so, it makes one task_pkey probe per id (see complete_tasks)
+        JOIN tasktable.task cur ON cur.id = f.id AND cur.attempt = f.attempt AND cur.lease_expires_at IS NOT NULL
         JOIN tasktable.queue q ON q.name = cur.queue
         FOR UPDATE OF cur
     )
@@ -538,7 +544,7 @@ BEGIN
         lease_expires_at = NULL,
         last_error = left(coalesce(held.error, 'unknown error'), 10000)
     FROM held
-    WHERE t.id = held.id AND t.state = 'running'
+    WHERE t.id = held.id AND t.lease_expires_at IS NOT NULL
     RETURNING t.id, t.state;
 END
 $$;
@@ -580,7 +586,8 @@ BEGIN
         UPDATE tasktable.task t
         SET lease_expires_at = now() + coalesce(extend_lease.by, q.lease)
         FROM unnest(ids, attempts) AS h (id, attempt), tasktable.queue q
-        WHERE t.id = h.id AND t.attempt = h.attempt AND t.state = 'running' AND q.name = t.queue
+        -- lease_expires_at IS NOT NULL means running; written so, it makes one task_pkey probe per id (see complete_tasks)
+        WHERE t.id = h.id AND t.attempt = h.attempt AND t.lease_expires_at IS NOT NULL AND q.name = t.queue
         RETURNING t.id
     )
     SELECT coalesce(array_agg(renewed.id), '{}') INTO extended FROM renewed;

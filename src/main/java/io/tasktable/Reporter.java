@@ -45,6 +45,8 @@ final class Reporter {
     private final WorkerObserver observer;
     private final BlockingQueue<Report> pending = new LinkedBlockingQueue<>();
     private final Thread thread;
+    /** Reports taken off {@code pending} and not yet through (the batch being sent). */
+    private volatile int inFlight;
     private volatile boolean closing;
     /** Valid once closing is set (it is written first). */
     private volatile long giveUpAtNanos;
@@ -61,6 +63,11 @@ final class Reporter {
 
     void report(Run run, TaskResult result) {
         pending.add(new Report(run.task.id(), run.task.attempt(), result));
+    }
+
+    /** Outcomes reported and not yet in the database. */
+    int backlog() {
+        return pending.size() + inFlight;
     }
 
     /** Sends everything reported so far, retrying outages until the deadline, then stops. */
@@ -89,19 +96,23 @@ final class Reporter {
                         }
                         batch.add(next);
                     }
+                    inFlight = batch.size();
                 }
                 try {
                     send(batch);
+                    inFlight = 0;
                     retrying.reset();
                 } catch (RuntimeException e) {
                     if (!Retrying.isTransient(e)) {
                         LOG.error("could not report {} outcome(s) (tasks {}); their leases will expire and they will run again",
                                 batch.size(), ids(batch), e);
                         batch.clear();
+                        inFlight = 0;
                     } else if (closing && System.nanoTime() - giveUpAtNanos > 0) {
                         LOG.error("database unreachable at shutdown: {} outcome(s) not reported (tasks {}); their leases "
                                 + "will expire and they will run again", batch.size() + pending.size(), ids(batch), e);
                         batch.clear();
+                        inFlight = 0;
                         pending.clear();
                     } else {
                         Duration delay = retrying.nextDelay();
