@@ -186,7 +186,10 @@ public final class Worker implements AutoCloseable {
                     continue;
                 }
                 slots.release(n - claimed.size());
-                backlog = claimed.size() == n;
+                // Claim again at once after any claim that found tasks, not only a full one: an enqueue that
+                // committed just after the NOTIFY that woke us was announced by that NOTIFY (enqueue_tasks
+                // elects one notifier per queue at a time), so the next claim must not wait for another.
+                backlog = !claimed.isEmpty();
                 if (!claimed.isEmpty()) {
                     observer.claimed(claimed.size());
                 }
