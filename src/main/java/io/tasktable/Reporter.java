@@ -30,8 +30,12 @@ final class Reporter {
 
     private static final Logger LOG = LoggerFactory.getLogger(Reporter.class);
 
-    /** Past a hundred ids per call the per-task cost no longer falls measurably. */
-    static final int MAX_BATCH = 100;
+    /**
+     * Each complete_tasks call is a commit (a WAL flush), so bigger batches mean fewer flushes per task. bench
+     * drain, one worker, claim batch and concurrency 500, median of 3: 100 per call -> 12,450 tasks/s (one run),
+     * 500 per call -> 31,781 tasks/s. Under light load a batch stays small: it is sent after FLUSH_DELAY.
+     */
+    static final int MAX_BATCH = 500;
     /** Long enough to gather the completions of a busy worker, short against any task's duration. */
     static final Duration FLUSH_DELAY = Duration.ofMillis(5);
 

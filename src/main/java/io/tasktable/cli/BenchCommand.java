@@ -204,7 +204,8 @@ final class BenchCommand implements Callable<Integer> {
         long rssKb = peakWorkerRssKb();
         stopWorkers();
         double floor = Double.NaN;
-        int floorBatch = claimBatch != null ? claimBatch : WorkerOptions.DEFAULT_CLAIM_BATCH;
+        // What a claim takes at most: a worker never claims more than its free slots.
+        int floorBatch = Math.min(concurrency, claimBatch != null ? claimBatch : WorkerOptions.DEFAULT_CLAIM_BATCH);
         if (!noFloor) {
             List<Double> floors = new ArrayList<>();
             for (int i = 1; i <= runs; i++) {
