@@ -213,16 +213,23 @@ BEGIN
         ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
         RETURNING id, queue, dedup_key
     )
-    SELECT array_agg(coalesce(mine.id, twin.id, live.id) ORDER BY i.ord),
+    SELECT array_agg(coalesce(mine.id, twin.id,
+                              -- a live task that existed before this statement: looked up only for a spec with
+                              -- a dedup_key that was not inserted. As a LEFT JOIN this lookup was planned as a
+                              -- seq scan of the whole table whenever statistics saw it empty (after a TRUNCATE,
+                              -- or a new install): every enqueue then read every task (bench enqueue, 8 threads:
+                              -- 1,399 tasks/s, each call 4.9 ms at p50).
+                              CASE WHEN i.dedup_key IS NOT NULL THEN
+                                  (SELECT live.id FROM tasktable.task live
+                                   WHERE live.queue = i.queue AND live.dedup_key = i.dedup_key
+                                     AND live.state IN ('queued', 'running'))
+                              END) ORDER BY i.ord),
            array_agg(DISTINCT i.queue) FILTER (WHERE mine.id IS NOT NULL AND i.run_at <= now())
     INTO ids, wake
     FROM input i
     LEFT JOIN inserted mine ON mine.id = i.id
     -- an earlier spec of this same batch with the same key
-    LEFT JOIN inserted twin ON mine.id IS NULL AND twin.queue = i.queue AND twin.dedup_key = i.dedup_key
-    -- a live task that existed before this statement
-    LEFT JOIN tasktable.task live ON mine.id IS NULL AND twin.id IS NULL
-        AND live.queue = i.queue AND live.dedup_key = i.dedup_key AND live.state IN ('queued', 'running');
+    LEFT JOIN inserted twin ON mine.id IS NULL AND twin.queue = i.queue AND twin.dedup_key = i.dedup_key;
 
     -- A NULL is left only when a concurrent transaction committed the same key after this statement
     -- started. Each retry runs with a new snapshot (READ COMMITTED), so it finds that task or inserts.
@@ -238,8 +245,8 @@ BEGIN
     -- not block the FOR KEY SHARE of the task inserts' foreign key), elects it; a transaction that finds it
     -- locked leaves the wake-up to the holder, whose NOTIFY arrives when it commits. Workers claim again after
     -- any claim that found tasks, which picks up a task committed just after that wake-up; in the rare worst
-    -- case a task waits for the worker's poll. enqueue_task from 8 threads: 797 -> see docs/performance.md
-    -- (pgbench, same 8 clients: 1,248 tps with a NOTIFY per transaction, 5,582 without any).
+    -- case a task waits for the worker's poll. enqueue_task from 8 pgbench clients: 1,248 tps with a NOTIFY
+    -- per transaction, 3,625 with this election, 5,582 with no NOTIFY at all (docs/performance.md).
     PERFORM pg_notify('tasktable', q.name)
     FROM (SELECT q.name FROM tasktable.queue q
           WHERE q.name = ANY (wake) AND NOT q.paused

@@ -363,7 +363,8 @@ final class BenchCommand implements Callable<Integer> {
         int n = tasks != null ? tasks : batchSize == 1 ? 20_000 : 50_000;
         List<Double> rates = new ArrayList<>();
         List<Long> lastLatencies = List.of();
-        for (int i = 1; i <= runs; i++) {
+        // Run 0 is a warm-up (not measured) that JIT-compiles the client path, as drain warms up its workers.
+        for (int i = 0; i <= runs; i++) {
             try (Connection c = connect(); Statement s = c.createStatement()) {
                 s.execute("TRUNCATE tasktable.task");
                 s.execute("VACUUM ANALYZE tasktable.task");
@@ -402,7 +403,7 @@ final class BenchCommand implements Callable<Integer> {
                     }
                 }));
             }
-            waitUntil("run " + i + "/" + runs, n, done::get);
+            waitUntil(i == 0 ? "warm-up" : "run " + i + "/" + runs, n, done::get);
             for (Thread t : clients) {
                 t.join();
             }
@@ -410,8 +411,10 @@ final class BenchCommand implements Callable<Integer> {
                 Throwable first = failures.values().iterator().next();
                 throw new IllegalStateException("enqueue failed: " + first, first);
             }
-            rates.add(n / ((System.nanoTime() - start) / 1e9));
-            lastLatencies = latencies;
+            if (i > 0) {
+                rates.add(n / ((System.nanoTime() - start) / 1e9));
+                lastLatencies = latencies;
+            }
         }
         double tps = median(rates);
         long[] sorted = lastLatencies.stream().mapToLong(Long::longValue).sorted().toArray();
