@@ -100,7 +100,7 @@ final class BenchCommand implements Callable<Integer> {
     private Double rate;
 
     @Option(names = "--duration", paramLabel = "DURATION", converter = Durations.class,
-            description = "latency, steady: how long to enqueue (default: ${DEFAULT-VALUE}).")
+            description = "latency, steady: how long to enqueue, e.g. 10s, 1m (default: 10s).")
     private Duration duration = Duration.ofSeconds(10);
 
     @Option(names = "--runs", paramLabel = "N", description = "Measured runs; the median is reported (default: ${DEFAULT-VALUE}).")
@@ -119,10 +119,12 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--json", description = "Print one JSON object instead of the summary line.")
     private boolean json;
 
-    @Option(names = "--keep", description = "Keep the bench database at the end (its name is printed on stderr).")
+    @Option(names = "--keep", description = "Keep the bench database and the worker logs at the end (names printed on stderr).")
     private boolean keep;
 
     private final List<Process> processes = Collections.synchronizedList(new ArrayList<>());
+    /** Worker logs, deleted after a successful run unless --keep. */
+    private final List<File> logs = new ArrayList<>();
     private final ObjectMapper mapper = new ObjectMapper();
     private PrintStream progress = System.err;
     private DatabaseUrl benchUrl;
@@ -152,6 +154,9 @@ final class BenchCommand implements Callable<Integer> {
                 spec.commandLine().getOut().println(mapper.writeValueAsString(result));
             } else {
                 spec.commandLine().getOut().println(result.get("summary").asText());
+            }
+            if (!keep) {
+                logs.forEach(File::delete);
             }
             return Cli.EXIT_OK;
         } finally {
@@ -594,6 +599,7 @@ final class BenchCommand implements Callable<Integer> {
             ProcessBuilder builder = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(log);
             builder.environment().put(DatabaseUrl.ENV, jdbcUrlWithCredentials(benchUrl));
             processes.add(builder.start());
+            logs.add(log);
             progress.println("bench: worker " + (i + 1) + " log: " + log);
         }
         long deadline = System.nanoTime() + WORKERS_UP_TIMEOUT.toNanos();
