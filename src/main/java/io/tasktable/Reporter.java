@@ -32,8 +32,12 @@ final class Reporter {
 
     private static final Logger LOG = LoggerFactory.getLogger(Reporter.class);
 
-    /** Past a hundred ids per call the per-task cost no longer falls measurably. */
-    static final int MAX_BATCH = 100;
+    /**
+     * Each complete_tasks call is a commit (a WAL flush), so bigger batches mean fewer flushes per task. bench
+     * drain, one worker, claim batch and concurrency 500, median of 3: 100 per call -> 12,450 tasks/s (one run),
+     * 500 per call -> 31,781 tasks/s. Under light load a batch stays small: it is sent after FLUSH_DELAY.
+     */
+    static final int MAX_BATCH = 500;
     /** Long enough to gather the completions of a busy worker, short against any task's duration. */
     static final Duration FLUSH_DELAY = Duration.ofMillis(5);
 
@@ -56,6 +60,8 @@ final class Reporter {
     /** Reported and not yet delivered (pending or in the batch being sent): their leases still need renewing. */
     private final Set<Report> undelivered = ConcurrentHashMap.newKeySet();
     private final Thread thread;
+    /** Reports taken off {@code pending} and not yet through (the batch being sent). */
+    private volatile int inFlight;
     private volatile boolean closing;
     /** Valid once closing is set (it is written first). */
     private volatile long giveUpAtNanos;
@@ -85,6 +91,11 @@ final class Reporter {
         return undelivered.stream().map(Report::run);
     }
 
+    /** Outcomes reported and not yet in the database. */
+    int backlog() {
+        return pending.size() + inFlight;
+    }
+
     /** Sends everything reported so far, retrying outages until the deadline, then stops. */
     void close(Duration deadline) throws InterruptedException {
         giveUpAtNanos = System.nanoTime() + deadline.toNanos();
@@ -107,9 +118,11 @@ final class Reporter {
                     if (batch.isEmpty()) {
                         continue;
                     }
+                    inFlight = batch.size();
                 }
                 try {
                     send(batch);
+                    inFlight = 0;
                     retrying.reset();
                 } catch (RuntimeException | OutOfMemoryError e) {
                     // out of memory: a handler filled the heap; like an outage it passes, and this thread must live on
@@ -118,10 +131,12 @@ final class Reporter {
                                 batch.size(), ids(batch), e);
                         undelivered.removeAll(batch);
                         batch.clear();
+                        inFlight = 0;
                     } else if (closing && System.nanoTime() - giveUpAtNanos > 0) {
                         LOG.error("database unreachable at shutdown: {} outcome(s) not reported (tasks {}); their leases "
                                 + "will expire and they will run again", batch.size() + pending.size(), ids(batch), e);
                         batch.clear();
+                        inFlight = 0;
                         pending.clear();
                         undelivered.clear();
                     } else {

@@ -421,4 +421,21 @@ class WorkerTest {
         assertThat(Sql.state(c, slow)).isEqualTo("queued");
         assertThat(Sql.value(c, "SELECT run_at <= now() FROM tasktable.task WHERE id = ?", slow)).as("due at once").isEqualTo(true);
     }
+
+    @Test
+    void no_claim_takes_more_than_the_claim_batch() throws SQLException {
+        client.enqueueAll(Collections.nCopies(20, NewTask.of("noop", "{}")));
+        List<Integer> claims = Collections.synchronizedList(new java.util.ArrayList<>());
+        WorkerObserver observer = new WorkerObserver() {
+            @Override
+            public void claimed(int tasks) {
+                claims.add(tasks);
+            }
+        };
+        try (Worker worker = Worker.start(pool, Map.of("noop", (task, context) -> TaskResult.success()),
+                FAST.withConcurrency(10).withClaimBatch(3), observer)) {
+            eventually().until(() -> Sql.count(c, "SELECT count(*) FROM tasktable.task WHERE state = 'succeeded'") == 20);
+        }
+        assertThat(claims).isNotEmpty().allSatisfy(n -> assertThat(n).isBetween(1, 3));
+    }
 }

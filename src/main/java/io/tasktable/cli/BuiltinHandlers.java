@@ -3,6 +3,7 @@ package io.tasktable.cli;
 import java.util.Map;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 
 import io.tasktable.NonRetryableException;
 import io.tasktable.TaskHandler;
@@ -25,6 +26,9 @@ final class BuiltinHandlers {
                     throw new IllegalStateException("task " + task.id() + " of kind 'fail' fails on purpose"
                             + task.payload().path("message").asText("").transform(m -> m.isEmpty() ? "" : ": " + m));
                 },
+                // For `bench latency`: the handler's start time (epoch microseconds) as the result.
+                "stamp", (task, context) -> TaskResult.success(
+                        JsonNodeFactory.instance.objectNode().put("started_at_us", BenchCommand.epochMicros())),
                 HttpPost.KIND, new HttpPost());
     }
 

@@ -11,7 +11,7 @@ import picocli.CommandLine.Command;
 @Command(name = "tasktable", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = "A PostgreSQL task queue whose rules live in the database.",
         subcommands = {MigrateCommand.class, ServeCommand.class, WorkCommand.class, EnqueueCommand.class,
-                StatsCommand.class, CommandLine.HelpCommand.class},
+                StatsCommand.class, BenchCommand.class, CommandLine.HelpCommand.class},
         footer = {"", "Every command reads the database from DATABASE_URL "
                 + "(postgresql://user:password@host:port/db or jdbc:postgresql://...);",
                 "unset, it is postgresql://127.0.0.1:5432/postgres as the current OS user."})

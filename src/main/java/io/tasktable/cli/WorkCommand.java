@@ -20,7 +20,7 @@ import io.tasktable.WorkerOptions;
 
 @Command(name = "work", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Run a worker on the database given by DATABASE_URL until SIGTERM or Ctrl-C.",
-                "Built-in task kinds: noop; sleep {\"ms\": N}; fail (always throws); "
+                "Built-in task kinds: noop; sleep {\"ms\": N}; fail (always throws); stamp (returns {\"started_at_us\": its start time}); "
                         + "http.post {\"url\": ..., \"body\": ..., \"headers\": {...}, \"timeout_ms\": N}.",
                 "On SIGTERM it stops claiming, lets running tasks finish within --shutdown-grace, "
                         + "and hands the rest back to run again at once."})
@@ -60,6 +60,10 @@ final class WorkCommand implements Callable<Integer> {
             description = "How often to rescue tasks whose lease expired; one worker at a time does it (default: ${DEFAULT-VALUE}).")
     private Duration rescueInterval = WorkerOptions.DEFAULT_RESCUE_INTERVAL;
 
+    @Option(names = "--claim-batch", paramLabel = "N",
+            description = "Most tasks one claim takes (default: ${DEFAULT-VALUE}).")
+    private int claimBatch = WorkerOptions.DEFAULT_CLAIM_BATCH;
+
     @Option(names = "--pool-size", paramLabel = "N",
             description = "Database connections in the pool, besides the one for LISTEN (default: ${DEFAULT-VALUE}).")
     private int poolSize = ConnectionPool.DEFAULT_SIZE;
@@ -74,7 +78,8 @@ final class WorkCommand implements Callable<Integer> {
                     .withPollInterval(pollInterval)
                     .withShutdownGrace(shutdownGrace)
                     .withHandlerTimeout(handlerTimeout)
-                    .withRescueInterval(rescueInterval);
+                    .withRescueInterval(rescueInterval)
+                    .withClaimBatch(claimBatch);
             if (lease.isPresent()) {
                 options = options.withLease(lease.get());
             }

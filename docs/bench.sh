@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Every measurement behind docs/performance.md, median of 3 runs each: one JSON object per line in $OUT,
+# each with the load average when it ended. Needs a built jar (mvn -B package) and DATABASE_URL (or the local
+# server); every scenario creates, uses and drops its own database tasktable_bench_<pid>.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JAVA="${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}/bin/java"
+OUT="${OUT:-target/bench-results.jsonl}"
+RUNS="${RUNS:-3}"
+: > "$OUT"
+bench() {
+    echo "== bench $*" >&2
+    "$JAVA" -jar target/tasktable.jar bench "$@" --runs "$RUNS" --json | tee -a "$OUT"
+}
+# drain: claim batch sweep (concurrency >= batch, so the batch is what a claim can take), one worker
+for b in 1 10 100 500; do
+    c=$(( b > 64 ? b : 64 ))
+    bench drain --claim-batch "$b" --concurrency "$c"
+done
+# drain: concurrency sweep at the default claim batch, and two worker processes
+for c in 16 64 256; do
+    bench drain --concurrency "$c"
+done
+bench drain --workers 2 --concurrency 500
+# enqueue: single-task transactions from 8 threads; batches of 1,000 from 4 threads
+bench enqueue --threads 8
+bench enqueue --batch-size 1000 --threads 4 --tasks 200000
+# latency: one idle worker (concurrency 64), one task per transaction at 50/s and 200/s
+bench latency --rate 50 --duration 10s
+bench latency --rate 200 --duration 10s
+# steady state: enqueue (8 threads) and drain (one worker x 64) at 2,000/s for 20 s
+bench steady --rate 2000 --duration 20s
+# history: drain clean, then with 1,000,000 finished and 100,000 future-dated tasks in the table
+bench history --concurrency 500

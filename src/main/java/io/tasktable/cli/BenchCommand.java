@@ -1,0 +1,746 @@
+package io.tasktable.cli;
+
+import java.io.File;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+
+import org.jooq.DSLContext;
+import org.jooq.SQLDialect;
+import org.jooq.impl.DSL;
+
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+
+import io.tasktable.DatabaseUrl;
+import io.tasktable.Migrations;
+import io.tasktable.NewTask;
+import io.tasktable.TaskClient;
+import io.tasktable.WorkerOptions;
+
+@Command(name = "bench", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Measure tasktable on this machine (docs/performance.md has the results and how to read them).",
+                "Scenarios: drain (N no-op tasks queued, W worker processes x C), enqueue (single-task "
+                        + "transactions from K threads, or --batch-size per enqueue_tasks call), latency (idle worker, "
+                        + "tasks at --rate one per transaction: enqueue commit to handler start), steady (enqueue and "
+                        + "drain at --rate for --duration), history (drain on a clean table, then with 1,000,000 "
+                        + "finished and 100,000 future tasks in it).",
+                "It never touches your data: it creates its own database tasktable_bench_<pid> on the server of "
+                        + "DATABASE_URL (the role needs CREATEDB), migrates it, and drops it at the end (--keep keeps it).",
+                "Prints one summary line (one JSON object with --json) on stdout; progress goes to stderr."})
+final class BenchCommand implements Callable<Integer> {
+
+    enum Scenario { drain, enqueue, latency, steady, history }
+
+    /** Worker JVMs the bench starts: these flags keep a worker at concurrency 64 well under 256 MB RSS (docs/performance.md). */
+    static final String DEFAULT_WORKER_JVM_OPTS = "-Xmx64m -Xss256k -XX:+UseSerialGC -XX:TieredStopAtLevel=1"
+            + " -XX:ReservedCodeCacheSize=32m -XX:MaxMetaspaceSize=96m";
+    /** How often the bench looks at its progress: a cheap count, 4 times a second, is noise next to the workload. */
+    private static final Duration POLL_EVERY = Duration.ofMillis(250);
+    private static final Duration WORKERS_UP_TIMEOUT = Duration.ofSeconds(60);
+    private static final int ENQUEUE_CHUNK = 10_000;
+
+    @Spec
+    private CommandSpec spec;
+
+    @Parameters(index = "0", paramLabel = "SCENARIO", description = "drain, enqueue, latency, steady or history.")
+    private Scenario scenario;
+
+    @Option(names = "--tasks", paramLabel = "N",
+            description = "Tasks per run (default: 50000; enqueue without --batch-size: 20000).")
+    private Integer tasks;
+
+    @Option(names = "--workers", paramLabel = "W", description = "Worker processes (default: ${DEFAULT-VALUE}).")
+    private int workers = 1;
+
+    @Option(names = "--concurrency", paramLabel = "C", description = "Concurrency of each worker (default: ${DEFAULT-VALUE}).")
+    private int concurrency = 64;
+
+    @Option(names = "--claim-batch", paramLabel = "B",
+            description = "Most tasks per claim_tasks call in the workers (default: the worker's default).")
+    private Integer claimBatch;
+
+    @Option(names = "--pool-size", paramLabel = "N", description = "Connection pool size of each worker (default: the worker's default).")
+    private Integer poolSize;
+
+    @Option(names = "--threads", paramLabel = "K", description = "Client threads that enqueue (default: ${DEFAULT-VALUE}).")
+    private int threads = 8;
+
+    @Option(names = "--batch-size", paramLabel = "N",
+            description = "enqueue: tasks per enqueue_tasks call; 1 = enqueue_task, one per transaction (default: ${DEFAULT-VALUE}).")
+    private int batchSize = 1;
+
+    @Option(names = "--rate", paramLabel = "PER_S", description = "latency, steady: tasks enqueued per second (default: 50; steady: 2000).")
+    private Double rate;
+
+    @Option(names = "--duration", paramLabel = "DURATION", converter = Durations.class,
+            description = "latency, steady: how long to enqueue, e.g. 10s, 1m (default: 10s).")
+    private Duration duration = Duration.ofSeconds(10);
+
+    @Option(names = "--runs", paramLabel = "N", description = "Measured runs; the median is reported (default: ${DEFAULT-VALUE}).")
+    private int runs = 1;
+
+    @Option(names = "--floor-threads", paramLabel = "N",
+            description = "drain, history: connections of the bare SKIP LOCKED floor (default: ${DEFAULT-VALUE}).")
+    private int floorThreads = 2;
+
+    @Option(names = "--no-floor", description = "drain, history: skip the floor measurement.")
+    private boolean noFloor;
+
+    @Option(names = "--worker-jvm-opts", paramLabel = "FLAGS", description = "JVM flags of the worker processes (default: ${DEFAULT-VALUE}).")
+    private String workerJvmOpts = DEFAULT_WORKER_JVM_OPTS;
+
+    @Option(names = "--json", description = "Print one JSON object instead of the summary line.")
+    private boolean json;
+
+    @Option(names = "--keep", description = "Keep the bench database and the worker logs at the end (names printed on stderr).")
+    private boolean keep;
+
+    private final List<Process> processes = Collections.synchronizedList(new ArrayList<>());
+    /** Worker logs, deleted after a successful run unless --keep. */
+    private final List<File> logs = new ArrayList<>();
+    private final ObjectMapper mapper = new ObjectMapper();
+    private PrintStream progress = System.err;
+    private DatabaseUrl benchUrl;
+
+    @Override
+    public Integer call() throws Exception {
+        validate();
+        DatabaseUrl admin = DatabaseUrl.fromEnvironment();
+        String name = "tasktable_bench_" + ProcessHandle.current().pid();
+        try (Connection c = DriverManager.getConnection(admin.jdbcUrl(), admin.properties()); Statement s = c.createStatement()) {
+            s.execute("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
+            s.execute("CREATE DATABASE " + name);
+        }
+        benchUrl = admin.withDatabase(name);
+        Thread cleanup = new Thread(this::stopWorkers, "tasktable-bench-cleanup");
+        Runtime.getRuntime().addShutdownHook(cleanup);
+        try {
+            Migrations.migrate(Cli.dataSource(benchUrl));
+            ObjectNode result = switch (scenario) {
+                case drain -> drainScenario(false);
+                case history -> drainScenario(true);
+                case enqueue -> enqueueScenario();
+                case latency, steady -> pacedScenario();
+            };
+            result.put("load_avg", loadAverage());
+            if (json) {
+                spec.commandLine().getOut().println(mapper.writeValueAsString(result));
+            } else {
+                spec.commandLine().getOut().println(result.get("summary").asText());
+            }
+            if (!keep) {
+                logs.forEach(File::delete);
+            }
+            return Cli.EXIT_OK;
+        } finally {
+            stopWorkers();
+            Runtime.getRuntime().removeShutdownHook(cleanup);
+            if (keep) {
+                progress.println("bench: kept database " + name);
+            } else {
+                try (Connection c = DriverManager.getConnection(admin.jdbcUrl(), admin.properties()); Statement s = c.createStatement()) {
+                    s.execute("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
+                }
+            }
+        }
+    }
+
+    private void validate() {
+        if (runs < 1 || workers < 1 || threads < 1 || batchSize < 1 || floorThreads < 1
+                || (tasks != null && tasks < 1) || (rate != null && rate <= 0)) {
+            throw new ParameterException(spec.commandLine(), "--runs, --workers, --threads, --batch-size, --floor-threads, "
+                    + "--tasks and --rate must be positive");
+        }
+        try {
+            WorkerOptions options = WorkerOptions.defaults().withConcurrency(concurrency);
+            if (claimBatch != null) {
+                options.withClaimBatch(claimBatch);
+            }
+        } catch (IllegalArgumentException e) {
+            throw new ParameterException(spec.commandLine(), e.getMessage());
+        }
+    }
+
+    // ---------------------------------------------------------------- drain and history
+
+    private ObjectNode drainScenario(boolean history) throws Exception {
+        int n = tasks != null ? tasks : 50_000;
+        startWorkers();
+        // Warm-up (not measured): JIT-compiles the workers' hot path and primes the server's caches.
+        drainOnce(Math.min(n, 5_000), false, "warm-up");
+        List<Double> clean = new ArrayList<>();
+        for (int i = 1; i <= runs; i++) {
+            clean.add(drainOnce(n, false, "run " + i + "/" + runs));
+        }
+        List<Double> withHistory = new ArrayList<>();
+        if (history) {
+            addHistory();
+            for (int i = 1; i <= runs; i++) {
+                withHistory.add(drainOnce(n, true, "history run " + i + "/" + runs));
+            }
+        }
+        long rssKb = peakWorkerRssKb();
+        stopWorkers();
+        double floor = Double.NaN;
+        // What a claim takes at most: a worker never claims more than its free slots.
+        int floorBatch = Math.min(concurrency, claimBatch != null ? claimBatch : WorkerOptions.DEFAULT_CLAIM_BATCH);
+        if (!noFloor) {
+            List<Double> floors = new ArrayList<>();
+            for (int i = 1; i <= runs; i++) {
+                floors.add(floorOnce(n, floorBatch, "floor " + i + "/" + runs));
+            }
+            floor = median(floors);
+        }
+
+        double tps = median(clean);
+        ObjectNode out = mapper.createObjectNode();
+        out.put("scenario", scenario.name());
+        out.put("tasks", n);
+        out.put("workers", workers);
+        out.put("concurrency", concurrency);
+        out.put("claim_batch", floorBatch);
+        out.put("runs", runs);
+        out.put("tasks_per_s", round(history ? median(withHistory) : tps));
+        out.putPOJO("runs_tasks_per_s", clean.stream().map(BenchCommand::round).toList());
+        String extra = "";
+        if (history) {
+            double hist = median(withHistory);
+            out.put("clean_tasks_per_s", round(tps));
+            out.put("history_tasks_per_s", round(hist));
+            out.putPOJO("history_runs_tasks_per_s", withHistory.stream().map(BenchCommand::round).toList());
+            out.put("history_ratio", round3(hist / tps));
+            out.put("history_rows", "1000000 finished + 100000 future-dated");
+            extra = String.format(Locale.ROOT, "; with 1M finished + 100k future rows %,.0f tasks/s (%.0f%% of clean)",
+                    hist, 100 * hist / tps);
+        }
+        if (!noFloor) {
+            out.put("floor_tasks_per_s", round(floor));
+            out.put("floor_ratio", round3(tps / floor));
+            out.put("floor_threads", floorThreads);
+        }
+        out.put("worker_peak_rss_mb", rssKb / 1024);
+        out.put("worker_jvm_opts", workerJvmOpts);
+        out.put("clock", "database: min(started_at) to max(finished_at) of the run's tasks");
+        out.put("summary", String.format(Locale.ROOT,
+                "%s: %,d no-op tasks, %d worker(s) x %d, claim batch %d: %,.0f tasks/s clean (median of %d)%s%s; "
+                        + "worker peak RSS %d MB",
+                scenario, n, workers, concurrency, floorBatch, tps, runs, extra,
+                noFloor ? "" : String.format(Locale.ROOT, "; floor %,.0f tasks/s (%.0f%%)", floor, 100 * tps / floor),
+                rssKb / 1024));
+        return out;
+    }
+
+    /** Queues n no-op tasks while the queue is paused, then releases them at once; returns tasks/s by the database clock. */
+    private double drainOnce(int n, boolean keepOthers, String label) throws Exception {
+        try (Connection c = connect(); Statement s = c.createStatement()) {
+            s.execute("UPDATE tasktable.queue SET paused = true WHERE name = 'default'");
+            if (keepOthers) {
+                s.execute("DELETE FROM tasktable.task WHERE kind = 'noop'");
+            } else {
+                s.execute("TRUNCATE tasktable.task");
+            }
+            enqueueNoops(c, n);
+            s.execute("VACUUM ANALYZE tasktable.task");
+            s.execute("UPDATE tasktable.queue SET paused = false WHERE name = 'default'");
+            s.execute("NOTIFY tasktable, 'default'");
+            // Counts what is left through the partial indexes (a range of task_claim_idx that stops before the
+            // history scenario's future tasks, and task_lease_idx): cheap and the same with or without history.
+            waitUntil(label, n, () -> n - query(c, "SELECT (SELECT count(*) FROM tasktable.task WHERE state = 'queued' "
+                    + "AND priority = 0 AND run_at <= now()) + (SELECT count(*) FROM tasktable.task WHERE state = 'running')"));
+            try (ResultSet r = s.executeQuery("SELECT count(*), extract(epoch FROM max(finished_at) - min(started_at)) "
+                    + "FROM tasktable.task WHERE kind = 'noop'")) {
+                r.next();
+                return r.getLong(1) / r.getDouble(2);
+            }
+        }
+    }
+
+    private static void enqueueNoops(Connection c, int n) throws SQLException {
+        try (PreparedStatement p = c.prepareStatement("SELECT cardinality(tasktable.enqueue_tasks(ARRAY(SELECT "
+                + "ROW('noop', NULL, NULL, NULL, NULL, NULL, NULL)::tasktable.task_spec FROM generate_series(1, ?))))")) {
+            for (int done = 0; done < n; done += ENQUEUE_CHUNK) {
+                p.setInt(1, Math.min(ENQUEUE_CHUNK, n - done));
+                p.executeQuery().close();
+            }
+        }
+    }
+
+    /** The history scenario's dead weight: finished tasks inside retention, and tasks due tomorrow. */
+    private void addHistory() throws SQLException {
+        progress.println("bench: adding 1,000,000 finished and 100,000 future-dated tasks");
+        try (Connection c = connect(); Statement s = c.createStatement()) {
+            s.execute("INSERT INTO tasktable.task (queue, kind, payload, state, attempt, worker, started_at, finished_at, result) "
+                    + "SELECT 'default', 'history', '{\"n\": 1}', 'succeeded', 1, 'bench', now() - interval '1 day', "
+                    + "now() - interval '1 day' + g * interval '50 ms', NULL FROM generate_series(1, 1000000) g");
+            s.execute("INSERT INTO tasktable.task (queue, kind, run_at) "
+                    + "SELECT 'default', 'future', now() + interval '1 day' + g * interval '1 ms' FROM generate_series(1, 100000) g");
+            s.execute("VACUUM ANALYZE tasktable.task");
+        }
+    }
+
+    /**
+     * The bare minimum of this pattern on the same server: claim a batch in one transaction (UPDATE ... WHERE id
+     * IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT b) RETURNING), delete it in a second; plain JDBC, wall clock.
+     */
+    private double floorOnce(int n, int batch, String label) throws Exception {
+        try (Connection c = connect(); Statement s = c.createStatement()) {
+            s.execute("DROP TABLE IF EXISTS bench_floor");
+            s.execute("CREATE TABLE bench_floor (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                    + "payload jsonb NOT NULL DEFAULT '{}', run_at timestamptz NOT NULL DEFAULT now(), locked_at timestamptz)");
+            s.execute("INSERT INTO bench_floor (payload) SELECT '{}' FROM generate_series(1, " + n + ")");
+            s.execute("VACUUM ANALYZE bench_floor");
+            AtomicLong done = new AtomicLong();
+            List<Thread> threads = new ArrayList<>();
+            Map<Integer, Throwable> failures = new ConcurrentHashMap<>();
+            long start = System.nanoTime();
+            for (int t = 0; t < floorThreads; t++) {
+                int me = t;
+                threads.add(Thread.ofPlatform().name("bench-floor-" + t).start(() -> {
+                    try (Connection fc = connect();
+                         PreparedStatement claim = fc.prepareStatement("UPDATE bench_floor SET locked_at = now() WHERE id IN "
+                                 + "(SELECT id FROM bench_floor WHERE locked_at IS NULL AND run_at <= now() ORDER BY id "
+                                 + "LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING id, payload");
+                         PreparedStatement delete = fc.prepareStatement("DELETE FROM bench_floor WHERE id = ANY (?)")) {
+                        claim.setInt(1, batch);
+                        while (true) {
+                            List<Long> ids = new ArrayList<>(batch);
+                            try (ResultSet r = claim.executeQuery()) {
+                                while (r.next()) {
+                                    ids.add(r.getLong(1));
+                                    r.getString(2);
+                                }
+                            }
+                            if (ids.isEmpty()) {
+                                return;
+                            }
+                            delete.setArray(1, fc.createArrayOf("bigint", ids.toArray()));
+                            delete.executeUpdate();
+                            done.addAndGet(ids.size());
+                        }
+                    } catch (Throwable e) {
+                        failures.put(me, e);
+                    }
+                }));
+            }
+            waitUntil(label, n, done::get);
+            for (Thread t : threads) {
+                t.join();
+            }
+            if (!failures.isEmpty()) {
+                throw new IllegalStateException("floor failed: " + failures.values().iterator().next(), failures.values().iterator().next());
+            }
+            double seconds = (System.nanoTime() - start) / 1e9;
+            s.execute("DROP TABLE bench_floor");
+            return n / seconds;
+        }
+    }
+
+    // ---------------------------------------------------------------- enqueue
+
+    private ObjectNode enqueueScenario() throws Exception {
+        int n = tasks != null ? tasks : batchSize == 1 ? 20_000 : 50_000;
+        List<Double> rates = new ArrayList<>();
+        List<Long> lastLatencies = List.of();
+        // Run 0 is a warm-up (not measured) that JIT-compiles the client path, as drain warms up its workers.
+        for (int i = 0; i <= runs; i++) {
+            try (Connection c = connect(); Statement s = c.createStatement()) {
+                s.execute("TRUNCATE tasktable.task");
+                s.execute("VACUUM ANALYZE tasktable.task");
+            }
+            List<Long> latencies = Collections.synchronizedList(new ArrayList<>());
+            AtomicLong claimed = new AtomicLong();
+            AtomicLong done = new AtomicLong();
+            List<Thread> clients = new ArrayList<>();
+            Map<Integer, Throwable> failures = new ConcurrentHashMap<>();
+            long start = System.nanoTime();
+            for (int t = 0; t < threads; t++) {
+                int me = t;
+                clients.add(Thread.ofPlatform().name("bench-enqueue-" + t).start(() -> {
+                    try (Connection ec = connect()) {
+                        DSLContext tx = DSL.using(ec, SQLDialect.POSTGRES);
+                        List<Long> mine = new ArrayList<>();
+                        while (true) {
+                            long from = claimed.getAndAdd(batchSize);
+                            if (from >= n) {
+                                break;
+                            }
+                            int count = (int) Math.min(batchSize, n - from);
+                            long t0 = System.nanoTime();
+                            if (batchSize == 1) {
+                                TaskClient.enqueue(tx, NewTask.of("noop", "{}"));
+                            } else {
+                                TaskClient.enqueueAll(tx, Collections.nCopies(count, NewTask.of("noop", "{}")));
+                            }
+                            mine.add(System.nanoTime() - t0);
+                            done.addAndGet(count);
+                        }
+                        latencies.addAll(mine);
+                    } catch (Throwable e) {
+                        failures.put(me, e);
+                        claimed.set(n);
+                    }
+                }));
+            }
+            waitUntil(i == 0 ? "warm-up" : "run " + i + "/" + runs, n, done::get);
+            for (Thread t : clients) {
+                t.join();
+            }
+            if (!failures.isEmpty()) {
+                Throwable first = failures.values().iterator().next();
+                throw new IllegalStateException("enqueue failed: " + first, first);
+            }
+            if (i > 0) {
+                rates.add(n / ((System.nanoTime() - start) / 1e9));
+                lastLatencies = latencies;
+            }
+        }
+        double tps = median(rates);
+        long[] sorted = lastLatencies.stream().mapToLong(Long::longValue).sorted().toArray();
+        ObjectNode out = mapper.createObjectNode();
+        out.put("scenario", "enqueue");
+        out.put("tasks", n);
+        out.put("threads", threads);
+        out.put("batch_size", batchSize);
+        out.put("runs", runs);
+        out.put("tasks_per_s", round(tps));
+        out.putPOJO("runs_tasks_per_s", rates.stream().map(BenchCommand::round).toList());
+        out.put("p50_ms", ms(percentile(sorted, 50)));
+        out.put("p99_ms", ms(percentile(sorted, 99)));
+        out.put("latency_of", batchSize == 1 ? "one enqueue_task transaction" : "one enqueue_tasks call of batch_size tasks");
+        out.put("clock", "client wall clock, first call to last commit");
+        out.put("summary", String.format(Locale.ROOT,
+                "enqueue: %,d tasks, %d thread(s), %s: %,.0f tasks/s (median of %d); per call p50 %.2f ms, p99 %.2f ms",
+                n, threads, batchSize == 1 ? "one enqueue_task per transaction" : batchSize + " per enqueue_tasks call",
+                tps, runs, ms(percentile(sorted, 50)), ms(percentile(sorted, 99))));
+        return out;
+    }
+
+    // ---------------------------------------------------------------- latency and steady
+
+    /**
+     * Workers wait; tasks of kind stamp (the handler returns its start time) are enqueued one per transaction at a
+     * fixed rate. Latency = handler start minus the client's clock right after the enqueue commit returned.
+     */
+    private ObjectNode pacedScenario() throws Exception {
+        boolean steady = scenario == Scenario.steady;
+        double perSecond = rate != null ? rate : steady ? 2000 : 50;
+        int enqueuers = steady ? threads : 1;
+        startWorkers();
+        paced(perSecond, Duration.ofSeconds(2), enqueuers, "warm-up");
+        Map<String, List<Double>> percentiles = new HashMap<>();
+        List<Double> throughputs = new ArrayList<>();
+        int measured = 0;
+        double achieved = 0;
+        for (int i = 1; i <= runs; i++) {
+            long t0 = System.nanoTime();
+            Map<Long, Long> committed = paced(perSecond, duration, enqueuers, "run " + i + "/" + runs);
+            achieved = committed.size() / (duration.toNanos() / 1e9);
+            long[] latencies;
+            double throughput;
+            try (Connection c = connect(); Statement s = c.createStatement()) {
+                List<Long> values = new ArrayList<>();
+                try (PreparedStatement p = c.prepareStatement("SELECT id, (result ->> 'started_at_us')::bigint "
+                        + "FROM tasktable.task WHERE id = ANY (?)")) {
+                    p.setArray(1, c.createArrayOf("bigint", committed.keySet().toArray()));
+                    try (ResultSet r = p.executeQuery()) {
+                        while (r.next()) {
+                            values.add(r.getLong(2) - committed.get(r.getLong(1)));
+                        }
+                    }
+                }
+                latencies = values.stream().mapToLong(Long::longValue).sorted().toArray();
+                try (ResultSet r = s.executeQuery("SELECT count(*), extract(epoch FROM max(finished_at) - min(created_at)) "
+                        + "FROM tasktable.task WHERE kind = 'stamp' AND created_at >= now() - make_interval(secs => "
+                        + ((System.nanoTime() - t0) / 1e9) + ")")) {
+                    r.next();
+                    throughput = r.getLong(1) / r.getDouble(2);
+                }
+                s.execute("TRUNCATE tasktable.task");
+            }
+            for (int p : new int[] {50, 95, 99, 100}) {
+                percentiles.computeIfAbsent("p" + p, k -> new ArrayList<>()).add(percentile(latencies, p) / 1000.0);
+            }
+            throughputs.add(throughput);
+            measured = latencies.length;
+        }
+        long rssKb = peakWorkerRssKb();
+        ObjectNode out = mapper.createObjectNode();
+        out.put("scenario", scenario.name());
+        out.put("tasks", measured);
+        out.put("rate_per_s", perSecond);
+        out.put("enqueue_threads", enqueuers);
+        out.put("achieved_enqueue_per_s", round(achieved));
+        out.put("tasks_per_s", round(median(throughputs)));
+        out.put("workers", workers);
+        out.put("concurrency", concurrency);
+        out.put("duration_s", duration.toMillis() / 1000.0);
+        out.put("runs", runs);
+        // Each percentile is the median over the runs of that run's percentile.
+        double p50 = median(percentiles.get("p50"));
+        double p95 = median(percentiles.get("p95"));
+        double p99 = median(percentiles.get("p99"));
+        double max = median(percentiles.get("p100"));
+        out.put("p50_ms", round3(p50));
+        out.put("p95_ms", round3(p95));
+        out.put("p99_ms", round3(p99));
+        out.put("max_ms", round3(max));
+        out.putPOJO("runs_p99_ms", percentiles.get("p99").stream().map(BenchCommand::round3).toList());
+        out.put("worker_peak_rss_mb", rssKb / 1024);
+        out.put("clock", "enqueue commit (client clock after commit returned) to handler start (worker clock, same machine)");
+        out.put("summary", String.format(Locale.ROOT,
+                "%s: %.0f tasks/s for %ss, %d worker(s) x %d: enqueue commit to handler start p50 %.2f ms, p95 %.2f ms, "
+                        + "p99 %.2f ms, max %.2f ms (medians of %d runs); achieved %,.0f tasks/s",
+                scenario, perSecond, duration.toMillis() / 1000.0, workers, concurrency, p50, p95, p99, max, runs,
+                median(throughputs)));
+        return out;
+    }
+
+    /** Enqueues stamp tasks at the rate for the duration, then waits for them all; returns id -> commit time (epoch us). */
+    private Map<Long, Long> paced(double perSecond, Duration length, int enqueuers, String label) throws Exception {
+        long total = Math.max(1, Math.round(perSecond * length.toNanos() / 1e9));
+        Map<Long, Long> committed = new ConcurrentHashMap<>();
+        AtomicLong next = new AtomicLong();
+        Map<Integer, Throwable> failures = new ConcurrentHashMap<>();
+        long start = System.nanoTime();
+        List<Thread> clients = new ArrayList<>();
+        for (int t = 0; t < enqueuers; t++) {
+            int me = t;
+            clients.add(Thread.ofPlatform().name("bench-paced-" + t).start(() -> {
+                try (Connection c = connect();
+                     PreparedStatement p = c.prepareStatement("SELECT tasktable.enqueue_task('stamp')")) {
+                    while (true) {
+                        long i = next.getAndIncrement();
+                        if (i >= total) {
+                            return;
+                        }
+                        long due = start + (long) (i * 1e9 / perSecond);
+                        long wait = due - System.nanoTime();
+                        if (wait > 0) {
+                            Thread.sleep(wait / 1_000_000, (int) (wait % 1_000_000));
+                        }
+                        try (ResultSet r = p.executeQuery()) {
+                            r.next();
+                            committed.put(r.getLong(1), epochMicros());
+                        }
+                    }
+                } catch (Throwable e) {
+                    failures.put(me, e);
+                    next.set(total);
+                }
+            }));
+        }
+        for (Thread t : clients) {
+            t.join();
+        }
+        if (!failures.isEmpty()) {
+            Throwable first = failures.values().iterator().next();
+            throw new IllegalStateException("enqueue failed: " + first, first);
+        }
+        try (Connection c = connect()) {
+            waitUntil(label, committed.size(), () -> query(c,
+                    "SELECT count(*) FROM tasktable.task WHERE kind = 'stamp' AND state = 'succeeded'"));
+        }
+        return committed;
+    }
+
+    static long epochMicros() {
+        Instant now = Instant.now();
+        return now.getEpochSecond() * 1_000_000 + now.getNano() / 1_000;
+    }
+
+    // ---------------------------------------------------------------- workers
+
+    /** Starts the worker processes and waits until each listens. */
+    private void startWorkers() throws Exception {
+        String java = ProcessHandle.current().info().command().orElse(
+                Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        String classpath = System.getProperty("java.class.path");
+        for (int i = 0; i < workers; i++) {
+            List<String> command = new ArrayList<>();
+            command.add(java);
+            command.addAll(Arrays.asList(workerJvmOpts.trim().split("\\s+")));
+            command.addAll(List.of("-Dorg.jooq.no-logo=true", "-Dorg.jooq.no-tips=true", "-cp", classpath,
+                    "io.tasktable.cli.Main", "work", "--concurrency", Integer.toString(concurrency)));
+            if (claimBatch != null) {
+                command.addAll(List.of("--claim-batch", claimBatch.toString()));
+            }
+            if (poolSize != null) {
+                command.addAll(List.of("--pool-size", poolSize.toString()));
+            }
+            command.removeIf(String::isEmpty);
+            File log = Files.createTempFile("tasktable-bench-worker-" + i + "-", ".log").toFile();
+            ProcessBuilder builder = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(log);
+            builder.environment().put(DatabaseUrl.ENV, jdbcUrlWithCredentials(benchUrl));
+            processes.add(builder.start());
+            logs.add(log);
+            progress.println("bench: worker " + (i + 1) + " log: " + log);
+        }
+        long deadline = System.nanoTime() + WORKERS_UP_TIMEOUT.toNanos();
+        try (Connection c = connect()) {
+            while (query(c, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    + "AND application_name = 'tasktable-worker' AND query ILIKE 'LISTEN%'") < workers) {
+                for (Process p : processes) {
+                    if (!p.isAlive()) {
+                        throw new IllegalStateException("a worker process exited with status " + p.exitValue()
+                                + " (see its log above)");
+                    }
+                }
+                if (System.nanoTime() > deadline) {
+                    throw new IllegalStateException("the worker processes did not start within " + WORKERS_UP_TIMEOUT);
+                }
+                Thread.sleep(50);
+            }
+        }
+    }
+
+    /** Peak resident set (VmHWM) of the largest worker, in kB; 0 where /proc is missing. */
+    private long peakWorkerRssKb() {
+        long max = 0;
+        for (Process p : processes) {
+            try {
+                for (String line : Files.readAllLines(Path.of("/proc", Long.toString(p.pid()), "status"))) {
+                    if (line.startsWith("VmHWM:")) {
+                        max = Math.max(max, Long.parseLong(line.replaceAll("\\D", "")));
+                    }
+                }
+            } catch (IOException | NumberFormatException e) {
+                // not Linux, or the process is gone: no figure
+            }
+        }
+        return max;
+    }
+
+    private void stopWorkers() {
+        synchronized (processes) {
+            for (Process p : processes) {
+                p.destroy();
+            }
+            for (Process p : processes) {
+                try {
+                    if (!p.waitFor(20, java.util.concurrent.TimeUnit.SECONDS)) {
+                        p.destroyForcibly();
+                    }
+                } catch (InterruptedException e) {
+                    p.destroyForcibly();
+                    Thread.currentThread().interrupt();
+                }
+            }
+            processes.clear();
+        }
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    private Connection connect() throws SQLException {
+        Connection c = DriverManager.getConnection(benchUrl.jdbcUrl(), withAppName(benchUrl));
+        c.setAutoCommit(true);
+        return c;
+    }
+
+    private static java.util.Properties withAppName(DatabaseUrl url) {
+        java.util.Properties p = url.properties();
+        p.setProperty("ApplicationName", "tasktable-bench");
+        return p;
+    }
+
+    private static String jdbcUrlWithCredentials(DatabaseUrl url) {
+        Map<String, String> params = new HashMap<>(url.params());
+        params.put("user", url.user());
+        if (!url.password().isEmpty()) {
+            params.put("password", url.password());
+        }
+        return new DatabaseUrl(url.host(), url.port(), url.database(), url.user(), url.password(), params).jdbcUrl();
+    }
+
+    private static long query(Connection c, String sql) throws SQLException {
+        try (Statement s = c.createStatement(); ResultSet r = s.executeQuery(sql)) {
+            r.next();
+            return r.getLong(1);
+        }
+    }
+
+    private interface Counter {
+        long get() throws Exception;
+    }
+
+    /** Polls the counter until it reaches the target, printing a progress line on stderr. */
+    private void waitUntil(String label, long target, Counter counter) throws Exception {
+        long start = System.nanoTime();
+        long count;
+        while ((count = counter.get()) < target) {
+            double seconds = (System.nanoTime() - start) / 1e9;
+            progress.printf(Locale.ROOT, "\rbench %s %s: %,d/%,d (%.1f s)   ", scenario, label, count, target, seconds);
+            progress.flush();
+            for (Process p : processes) {
+                if (!p.isAlive()) {
+                    throw new IllegalStateException("a worker process exited with status " + p.exitValue());
+                }
+            }
+            Thread.sleep(POLL_EVERY.toMillis());
+        }
+        progress.printf(Locale.ROOT, "\rbench %s %s: %,d/%,d done in %.1f s%n", scenario, label, target, target,
+                (System.nanoTime() - start) / 1e9);
+    }
+
+    static double median(List<Double> values) {
+        List<Double> sorted = values.stream().sorted().toList();
+        int n = sorted.size();
+        return n % 2 == 1 ? sorted.get(n / 2) : (sorted.get(n / 2 - 1) + sorted.get(n / 2)) / 2;
+    }
+
+    /** Nearest-rank percentile of sorted values. */
+    static long percentile(long[] sorted, double p) {
+        if (sorted.length == 0) {
+            return 0;
+        }
+        int rank = (int) Math.ceil(p / 100 * sorted.length);
+        return sorted[Math.max(0, Math.min(sorted.length - 1, rank - 1))];
+    }
+
+    private static double ms(long nanos) {
+        return round3(nanos / 1e6);
+    }
+
+    private static double round(double v) {
+        return Math.round(v);
+    }
+
+    private static double round3(double v) {
+        return Math.round(v * 1000) / 1000.0;
+    }
+
+    private static String loadAverage() {
+        try {
+            return Files.readString(Path.of("/proc/loadavg")).trim();
+        } catch (IOException e) {
+            return "unknown";
+        }
+    }
+}

@@ -1,0 +1,85 @@
+package io.tasktable.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.net.URLEncoder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.sql.Connection;
+import java.sql.ResultSet;
+import java.sql.Statement;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
+
+import picocli.CommandLine;
+
+import io.tasktable.DatabaseUrl;
+import io.tasktable.testing.TestDatabase;
+
+/** The benchmark is not part of the test run; this smoke test proves {@code tasktable bench} works end to end. */
+@ExtendWith(TestDatabase.Extension.class)
+class BenchCommandTest {
+
+    private final TestDatabase db;
+
+    BenchCommandTest(TestDatabase db) {
+        this.db = db;
+    }
+
+    @Test
+    void bench_drain_prints_one_json_object_and_drops_its_database() throws Exception {
+        Path stdout = Files.createTempFile("bench-smoke", ".json");
+        ProcessBuilder builder = new ProcessBuilder(
+                Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "-cp", classpath(), "-Dorg.jooq.no-logo=true", "-Dorg.jooq.no-tips=true",
+                "io.tasktable.cli.Main", "bench", "drain", "--tasks", "500", "--concurrency", "16", "--json")
+                .redirectOutput(stdout.toFile())
+                .redirectError(Path.of("target", "bench-smoke.log").toFile());
+        DatabaseUrl url = db.url();
+        builder.environment().put(DatabaseUrl.ENV, "postgresql://" + URLEncoder.encode(url.user(), StandardCharsets.UTF_8)
+                + "@" + url.host() + ":" + url.port() + "/" + url.database());
+        Process bench = builder.start();
+        assertThat(bench.waitFor(120, TimeUnit.SECONDS)).as("bench finished within 2 minutes").isTrue();
+        assertThat(bench.exitValue()).as("exit status (see target/bench-smoke.log)").isZero();
+
+        List<String> lines = Files.readAllLines(stdout);
+        assertThat(lines).hasSize(1);
+        JsonNode result = new ObjectMapper().readTree(lines.getFirst());
+        assertThat(result.path("scenario").asText()).isEqualTo("drain");
+        assertThat(result.path("tasks").asInt()).isEqualTo(500);
+        assertThat(result.path("tasks_per_s").asDouble()).isPositive();
+        assertThat(result.path("floor_tasks_per_s").asDouble()).isPositive();
+        assertThat(result.path("floor_ratio").asDouble()).isPositive();
+
+        try (Connection c = db.connect(); Statement s = c.createStatement();
+             ResultSet r = s.executeQuery("SELECT count(*) FROM pg_database WHERE datname = 'tasktable_bench_" + bench.pid() + "'")) {
+            r.next();
+            assertThat(r.getInt(1)).as("the bench database is dropped").isZero();
+        }
+    }
+
+    @Test
+    void bench_help_says_it_uses_a_database_of_its_own() {
+        StringWriter out = new StringWriter();
+        CommandLine cli = Main.commandLine();
+        cli.setOut(new PrintWriter(out, true));
+        assertThat(cli.execute("bench", "--help")).isEqualTo(Cli.EXIT_OK);
+        assertThat(out.toString()).contains("tasktable_bench_<pid>", "--keep", "drain", "enqueue", "latency", "steady",
+                "history", "--claim-batch", "--json");
+    }
+
+    /** Surefire runs tests from a manifest-only jar; this property has the real classpath. */
+    private static String classpath() {
+        String surefire = System.getProperty("surefire.test.class.path");
+        return surefire != null && !surefire.isBlank() ? surefire : System.getProperty("java.class.path");
+    }
+}
