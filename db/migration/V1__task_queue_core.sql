@@ -48,7 +48,7 @@ COMMENT ON TABLE tasktable.queue IS
 COMMENT ON COLUMN tasktable.queue.paused IS 'Paused queues accept tasks but claim_tasks skips them.';
 COMMENT ON COLUMN tasktable.queue.max_attempts IS
     'Attempts before a task goes dead, for tasks enqueued without their own max_attempts (read at each failure). '
-    '25 with the default backoff spreads retries over about 14 hours.';
+    '25 with the default backoff spreads retries over about 13 hours.';
 COMMENT ON COLUMN tasktable.queue.backoff_base IS 'Delay before the first retry: retry n waits least(cap, base * factor^(n-1)), minus jitter.';
 COMMENT ON COLUMN tasktable.queue.backoff_factor IS 'Growth of the retry delay per attempt (1 = constant).';
 COMMENT ON COLUMN tasktable.queue.backoff_cap IS 'Longest retry delay.';
@@ -241,16 +241,18 @@ BEGIN
 
     -- Only queues that got a due task and are not paused: a NOTIFY makes the commit take a global lock,
     -- held through the commit's WAL flush, so notifying transactions commit one at a time (no group commit).
-    -- One notifier per queue at a time is enough: the queue row, locked FOR NO KEY UPDATE SKIP LOCKED (it does
-    -- not block the FOR KEY SHARE of the task inserts' foreign key), elects it; a transaction that finds it
-    -- locked leaves the wake-up to the holder, whose NOTIFY arrives when it commits. Workers claim again after
-    -- any claim that found tasks, which picks up a task committed just after that wake-up; in the rare worst
-    -- case a task waits for the worker's poll. enqueue_task from 8 pgbench clients: 1,248 tps with a NOTIFY
-    -- per transaction, 3,625 with this election, 5,582 with no NOTIFY at all (docs/performance.md).
+    -- One notifier per queue at a time is enough: a transaction-scoped advisory lock (class 1953787508,
+    -- 'ttnt', keyed by the queue name) elects it; a transaction that finds it taken leaves the wake-up to the
+    -- holder, whose NOTIFY arrives when it commits. Workers claim again after any claim that found tasks,
+    -- which picks up a task committed just after that wake-up; in the rare worst case (the holder is a long
+    -- transaction, or rolls back) a task waits for the workers' poll (1 s by default). The lock needs no
+    -- privilege and never blocks: an UPDATE of the queue's policy does not wait for producers.
+    -- enqueue_task from 8 pgbench clients: 1,248 tps with a NOTIFY per transaction, 3,625 with this election,
+    -- 5,582 with no NOTIFY at all (docs/performance.md).
     PERFORM pg_notify('tasktable', q.name)
-    FROM (SELECT q.name FROM tasktable.queue q
-          WHERE q.name = ANY (wake) AND NOT q.paused
-          FOR NO KEY UPDATE SKIP LOCKED) q;
+    FROM tasktable.queue q
+    WHERE q.name = ANY (wake) AND NOT q.paused
+      AND pg_try_advisory_xact_lock(1953787508, hashtext(q.name));
 
     RETURN ids;
 END
@@ -599,7 +601,9 @@ BEGIN
 
     WITH renewed AS (
         UPDATE tasktable.task t
-        SET lease_expires_at = now() + coalesce(extend_lease.by, q.lease)
+        -- clock_timestamp(), not now(): a heartbeat that waited on a row lock longer than the lease would
+        -- otherwise set a lease that had already run out, report success, and be rescued anyway.
+        SET lease_expires_at = clock_timestamp() + coalesce(extend_lease.by, q.lease)
         FROM unnest(ids, attempts) AS h (id, attempt), tasktable.queue q
         -- lease_expires_at IS NOT NULL means running; written so, it makes one task_pkey probe per id (see complete_tasks)
         WHERE t.id = h.id AND t.attempt = h.attempt AND t.lease_expires_at IS NOT NULL AND q.name = t.queue
@@ -610,7 +614,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION tasktable.extend_lease(bigint[], integer[], interval) IS
-    'Heartbeat: push the lease of running tasks to now() + by (NULL = the queue''s lease). Returns the ids '
+    'Heartbeat: push the lease of running tasks to clock_timestamp() + by (NULL = the queue''s lease). Returns the ids '
     'extended; a missing id was lost (rescued, cancelled, re-claimed): stop working on it. Errors: TT007, TT008, TT009.';
 
 

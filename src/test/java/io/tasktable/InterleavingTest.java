@@ -70,6 +70,24 @@ class InterleavingTest {
     }
 
     @Test
+    void a_heartbeat_late_in_its_transaction_still_gets_a_full_lease() throws SQLException {
+        long id = running(a, "long");
+
+        a.setAutoCommit(false);
+        // now() is fixed when the transaction starts; this stands for a heartbeat that waited on a row lock
+        // for longer than the lease (the pause is the fault being reproduced, not a wait for a condition).
+        Sql.rows(a, "SELECT pg_sleep(1.2)");
+        assertThat(Sql.value(a, "SELECT cardinality(tasktable.extend_lease(ARRAY[?]::bigint[], '{1}', interval '1 second'))", id))
+                .isEqualTo(1);
+        assertThat(Sql.value(a, "SELECT lease_expires_at > clock_timestamp() FROM tasktable.task WHERE id = ?", id))
+                .as("the new lease has not already run out").isEqualTo(true);
+        a.commit();
+
+        assertThat(Sql.value(b, "SELECT tasktable.rescue_expired_tasks()")).isEqualTo(0);
+        assertThat(Sql.state(b, id)).isEqualTo("running");
+    }
+
+    @Test
     void a_completion_committed_while_rescue_waits_stays_completed() throws Exception {
         long id = running(a, "job");
         Sql.update(a, "UPDATE tasktable.task SET lease_expires_at = now() - interval '1 second' WHERE id = ?", id);

@@ -16,9 +16,9 @@ import org.jooq.types.YearToSecond;
 
 
 /**
- * Heartbeat: push the lease of running tasks to now() + by (NULL = the queue's
- * lease). Returns the ids extended; a missing id was lost (rescued, cancelled,
- * re-claimed): stop working on it. Errors: TT007, TT008, TT009.
+ * Heartbeat: push the lease of running tasks to clock_timestamp() + by (NULL =
+ * the queue's lease). Returns the ids extended; a missing id was lost (rescued,
+ * cancelled, re-claimed): stop working on it. Errors: TT007, TT008, TT009.
  */
 @SuppressWarnings({ "all", "unchecked", "rawtypes", "this-escape" })
 public class ExtendLease extends AbstractRoutine<Long[]> {
@@ -49,7 +49,7 @@ public class ExtendLease extends AbstractRoutine<Long[]> {
      * Create a new routine call instance
      */
     public ExtendLease() {
-        super("extend_lease", Tasktable.TASKTABLE, DSL.comment("Heartbeat: push the lease of running tasks to now() + by (NULL = the queue's lease). Returns the ids extended; a missing id was lost (rescued, cancelled, re-claimed): stop working on it. Errors: TT007, TT008, TT009."), SQLDataType.BIGINT.array());
+        super("extend_lease", Tasktable.TASKTABLE, DSL.comment("Heartbeat: push the lease of running tasks to clock_timestamp() + by (NULL = the queue's lease). Returns the ids extended; a missing id was lost (rescued, cancelled, re-claimed): stop working on it. Errors: TT007, TT008, TT009."), SQLDataType.BIGINT.array());
 
         setReturnParameter(RETURN_VALUE);
         addInParameter(IDS);

@@ -76,9 +76,9 @@ public class Queue extends TableImpl<QueueRecord> {
      * The column <code>tasktable.queue.max_attempts</code>. Attempts before a
      * task goes dead, for tasks enqueued without their own max_attempts (read
      * at each failure). 25 with the default backoff spreads retries over about
-     * 14 hours.
+     * 13 hours.
      */
-    public final TableField<QueueRecord, Integer> MAX_ATTEMPTS = createField(DSL.name("max_attempts"), SQLDataType.INTEGER.nullable(false).defaultValue(DSL.field(DSL.raw("25"), SQLDataType.INTEGER)), this, "Attempts before a task goes dead, for tasks enqueued without their own max_attempts (read at each failure). 25 with the default backoff spreads retries over about 14 hours.");
+    public final TableField<QueueRecord, Integer> MAX_ATTEMPTS = createField(DSL.name("max_attempts"), SQLDataType.INTEGER.nullable(false).defaultValue(DSL.field(DSL.raw("25"), SQLDataType.INTEGER)), this, "Attempts before a task goes dead, for tasks enqueued without their own max_attempts (read at each failure). 25 with the default backoff spreads retries over about 13 hours.");
 
     /**
      * The column <code>tasktable.queue.backoff_base</code>. Delay before the

@@ -56,7 +56,7 @@ public class QueueRecord extends UpdatableRecordImpl<QueueRecord> {
      * Setter for <code>tasktable.queue.max_attempts</code>. Attempts before a
      * task goes dead, for tasks enqueued without their own max_attempts (read
      * at each failure). 25 with the default backoff spreads retries over about
-     * 14 hours.
+     * 13 hours.
      */
     public void setMaxAttempts(Integer value) {
         set(2, value);
@@ -66,7 +66,7 @@ public class QueueRecord extends UpdatableRecordImpl<QueueRecord> {
      * Getter for <code>tasktable.queue.max_attempts</code>. Attempts before a
      * task goes dead, for tasks enqueued without their own max_attempts (read
      * at each failure). 25 with the default backoff spreads retries over about
-     * 14 hours.
+     * 13 hours.
      */
     public Integer getMaxAttempts() {
         return (Integer) get(2);
