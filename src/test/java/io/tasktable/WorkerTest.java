@@ -232,6 +232,19 @@ class WorkerTest {
         assertThat(row(id)).containsEntry("last_error", "no handler registered for kind 'mystery'");
     }
 
+    /** Regression: each cancelled timeout stayed queued for the whole handler timeout, holding its run. */
+    @Test
+    void a_finished_task_leaves_no_timeout_behind() throws SQLException {
+        List<Long> ids = client.enqueueAll(Stream.generate(() -> NewTask.of("quick", "{}")).limit(200).toList());
+        try (Worker worker = Worker.start(pool, Map.of("quick", (task, context) -> TaskResult.success()),
+                FAST.withHandlerTimeout(Duration.ofMinutes(5)))) {
+            eventually().until(() -> Sql.count(c, "SELECT count(*) FROM tasktable.task WHERE kind = 'quick' AND state = 'succeeded'")
+                    == ids.size());
+            // a run cancels its timeout as its thread ends, which may be just after its outcome is stored
+            await().atMost(Duration.ofSeconds(2)).until(() -> worker.pendingTimeouts() == 0);
+        }
+    }
+
     @Test
     void a_handler_running_past_its_timeout_is_interrupted_and_its_attempt_fails() throws SQLException {
         long id = client.enqueue(NewTask.of("stuck", "{}").withMaxAttempts(1));
