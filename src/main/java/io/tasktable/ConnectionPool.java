@@ -66,10 +66,11 @@ public final class ConnectionPool implements AutoCloseable {
         return applicationName;
     }
 
-    /** A new connection outside the pool (for LISTEN); the caller closes it. */
-    Connection openDedicated() throws SQLException {
+    /** A new connection outside the pool (for LISTEN), with extra driver properties; the caller closes it. */
+    Connection openDedicated(Properties extra) throws SQLException {
         Properties properties = url.properties();
         properties.putAll(driverProperties(applicationName));
+        properties.putAll(extra);
         return DriverManager.getConnection(url.jdbcUrl(), properties);
     }
 

@@ -4,6 +4,7 @@ import java.sql.Connection;
 import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Duration;
+import java.util.Properties;
 import java.util.Set;
 
 import org.postgresql.PGConnection;
@@ -16,6 +17,10 @@ import org.slf4j.LoggerFactory;
  * the claim loop. Uses its own autocommit connection outside the pool (a pooled one would be handed to
  * others while listening). Reconnects and LISTENs again after a connection loss, and then wakes the claim
  * loop once, since whatever was announced meanwhile is lost; polling covers the rest.
+ *
+ * <p>A worker of all queues is woken as the notification's bytes arrive (see {@link ArrivalSocketFactory}), about
+ * 1 ms before pgjdbc returns it; one of some queues only, after reading the queue name, so that traffic on
+ * other queues never makes it claim in vain.
  */
 final class Listener {
 
@@ -29,6 +34,9 @@ final class Listener {
     private final Set<String> queues;
     private final Wakeup wakeup;
     private final Thread thread;
+    /** Driver properties of the LISTEN connection (the arrival callback for a worker of all queues). */
+    private final Properties connectionProperties;
+    private final String arrivalKey;
     private volatile boolean closing;
 
     /** @param queues the queues worth waking for; empty means all */
@@ -36,6 +44,8 @@ final class Listener {
         this.pool = pool;
         this.queues = queues;
         this.wakeup = wakeup;
+        this.arrivalKey = queues.isEmpty() ? ArrivalSocketFactory.register(wakeup::signal) : null;
+        this.connectionProperties = arrivalKey != null ? ArrivalSocketFactory.properties(arrivalKey) : new Properties();
         this.thread = Thread.ofPlatform().daemon().name("tasktable-listen-" + workerId).unstarted(this::loop);
     }
 
@@ -46,6 +56,9 @@ final class Listener {
     void close() throws InterruptedException {
         closing = true;
         thread.join();
+        if (arrivalKey != null) {
+            ArrivalSocketFactory.unregister(arrivalKey);
+        }
     }
 
     private void loop() {
@@ -92,7 +105,7 @@ final class Listener {
     }
 
     private Connection listen() throws SQLException {
-        Connection connection = pool.openDedicated();
+        Connection connection = pool.openDedicated(connectionProperties);
         try (Statement statement = connection.createStatement()) {
             connection.setAutoCommit(true);
             statement.execute("LISTEN " + CHANNEL);
