@@ -12,12 +12,12 @@ bench() {
     echo "== bench $*" >&2
     "$JAVA" -jar target/tasktable.jar bench "$@" --runs "$RUNS" --json | tee -a "$OUT"
 }
-# drain: claim batch sweep (concurrency >= batch, so the batch is what a claim can take), one worker
+# drain: claim batch sweep, one worker; concurrency twice the batch (at least 64), so each of its two claim threads takes whole batches
 for b in 1 10 100 500; do
-    c=$(( b > 64 ? b : 64 ))
+    c=$(( 2 * b > 64 ? 2 * b : 64 ))
     bench drain --claim-batch "$b" --concurrency "$c"
 done
-# drain: concurrency sweep at the default claim batch, and two worker processes
+# drain: concurrency sweep at the default claim batch (each claim takes at most half the concurrency), two workers
 for c in 16 64 256; do
     bench drain --concurrency "$c"
 done
@@ -31,4 +31,4 @@ bench latency --rate 200 --duration 10s
 # steady state: enqueue (8 threads) and drain (one worker x 64) at 2,000/s for 20 s
 bench steady --rate 2000 --duration 20s
 # history: drain clean, then with 1,000,000 finished and 100,000 future-dated tasks in the table
-bench history --concurrency 500
+bench history --claim-batch 500 --concurrency 1000

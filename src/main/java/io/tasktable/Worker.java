@@ -80,10 +80,9 @@ public final class Worker implements AutoCloseable {
     private final Maintenance maintenance;
     private final ScheduledThreadPoolExecutor timer;
     /**
-     * Two claim threads when the concurrency holds two full claim batches, so one claim waits on the database
-     * while the other's tasks are dispatched; else one. bench drain of 100,000, one worker, two runs each, one
-     * thread -> two: claim batch 100 x 200, 24,831 / 26,987 -> 32,180 / 31,521 tasks/s; batch 500 x 1,000,
-     * 30,366 / 36,694 -> 36,220 / 41,677 tasks/s.
+     * {@link WorkerOptions#claimThreads()} threads: while one claim waits on the database, the other's tasks start.
+     * bench drain of 100,000, one worker, two runs each, one thread -> two: claim batch 100 x 200, 24,831 / 26,987
+     * -> 32,180 / 31,521 tasks/s; batch 500 x 1,000, 30,366 / 36,694 -> 36,220 / 41,677 tasks/s.
      */
     private final List<Thread> claimers;
     private final Thread heartbeat;
@@ -112,8 +111,7 @@ public final class Worker implements AutoCloseable {
         // whole handler timeout (5 minutes), each holding its run: 150,000 runs at 500 tasks/s, past a 64 MB heap.
         timeouts.setRemoveOnCancelPolicy(true);
         this.timer = timeouts;
-        int claimerCount = options.concurrency() >= 2 * options.claimBatch() ? 2 : 1;
-        this.claimers = IntStream.range(0, claimerCount)
+        this.claimers = IntStream.range(0, options.claimThreads())
                 .mapToObj(i -> Thread.ofPlatform().daemon().name("tasktable-claim-" + id + "-" + i).unstarted(this::claimLoop))
                 .toList();
         this.heartbeat = Thread.ofPlatform().daemon().name("tasktable-heartbeat-" + id).unstarted(this::heartbeatLoop);
@@ -190,9 +188,9 @@ public final class Worker implements AutoCloseable {
                     }
                     int n = 1 + slots.drainPermits();
                     held = n;
-                    if (n > options.claimBatch()) {
-                        slots.release(n - options.claimBatch());
-                        n = options.claimBatch();
+                    if (n > options.claimSize()) {
+                        slots.release(n - options.claimSize());
+                        n = options.claimSize();
                         held = n;
                     }
                     List<Claim> claimed;

@@ -17,7 +17,8 @@ import java.util.Optional;
  * @param lease           the lease to claim with; empty means each queue's {@code lease}
  * @param rescueInterval  how often the workers rescue tasks whose lease expired (one worker at a time)
  * @param pruneInterval   how often the workers delete finished tasks past retention (one worker at a time)
- * @param claimBatch      most tasks one claim_tasks call takes (the worker claims what it has free slots for, up to this)
+ * @param claimBatch      most tasks one claim_tasks call takes (the worker claims what it has free slots for, up to this
+ *                        and up to {@link #claimSize()})
  */
 public record WorkerOptions(List<String> queues, int concurrency, Duration pollInterval, Duration handlerTimeout,
                             Duration shutdownGrace, Optional<Duration> lease, Duration rescueInterval,
@@ -69,6 +70,20 @@ public record WorkerOptions(List<String> queues, int concurrency, Duration pollI
         if (claimBatch < 1 || claimBatch > MAX_CONCURRENCY) {
             throw new IllegalArgumentException("claimBatch must be between 1 and " + MAX_CONCURRENCY + ", got " + claimBatch);
         }
+    }
+
+    /**
+     * Threads that claim: two, so that one claim waits on the database while the other's tasks start (one when
+     * concurrency is 1). bench drain of 50,000, concurrency 64, claim batch 500: one thread claiming up to 64,
+     * 14,810 tasks/s; two claiming up to 32 each, 22,079 tasks/s.
+     */
+    public int claimThreads() {
+        return concurrency >= 2 ? 2 : 1;
+    }
+
+    /** Most tasks one claim takes: the concurrency shared between the claim threads (rounded up), at most {@code claimBatch}. */
+    public int claimSize() {
+        return Math.min(claimBatch, (concurrency + claimThreads() - 1) / claimThreads());
     }
 
     private static void positive(String name, Duration value) {

@@ -58,7 +58,7 @@ class WorkerLoadTest {
         return Sql.count(c, "SELECT count(*) FROM tasktable.task WHERE state = 'succeeded'");
     }
 
-    /** Worker a claims on two threads (its concurrency holds two claim batches), b on one. */
+    /** Worker a claims on two threads, b (concurrency 1) on one. */
     @Test
     void two_workers_complete_5000_tasks_each_exactly_once() throws SQLException {
         int tasks = 5000;
@@ -66,8 +66,8 @@ class WorkerLoadTest {
              ConnectionPool poolB = ConnectionPool.open(db.url(), "tasktable-load-b", 6)) {
             enqueue(new TaskClient(poolA.dataSource()), tasks);
             WorkerOptions options = FAST.withConcurrency(16);
-            try (Worker a = Worker.start(poolA, Map.of("effect", effects.handler()), options.withClaimBatch(8));
-                 Worker b = Worker.start(poolB, Map.of("effect", effects.handler()), options)) {
+            try (Worker a = Worker.start(poolA, Map.of("effect", effects.handler()), options);
+                 Worker b = Worker.start(poolB, Map.of("effect", effects.handler()), options.withConcurrency(1))) {
                 assertThat(a.claimers()).isEqualTo(2);
                 assertThat(b.claimers()).isEqualTo(1);
                 await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100)).until(() -> succeeded() == tasks);
@@ -91,7 +91,7 @@ class WorkerLoadTest {
         try (ConnectionPool pool = ConnectionPool.open(db.url(), app, 6)) {
             enqueue(new TaskClient(db.dataSource()), tasks);
             try (Worker worker = Worker.start(pool, Map.of("effect", effects.handler(Duration.ofMillis(2))),
-                    FAST.withConcurrency(16).withClaimBatch(8))) {
+                    FAST.withConcurrency(16))) {
                 assertThat(worker.claimers()).isEqualTo(2);
                 for (int step : IntStream.of(tasks / 4, tasks / 2).toArray()) {
                     await().atMost(Duration.ofSeconds(30)).pollInterval(Duration.ofMillis(10)).until(() -> succeeded() >= step);

@@ -212,8 +212,9 @@ final class BenchCommand implements Callable<Integer> {
         long rssKb = peakWorkerRssKb();
         stopWorkers();
         double floor = Double.NaN;
-        // What a claim takes at most: a worker never claims more than its free slots.
-        int floorBatch = Math.min(concurrency, claimBatch != null ? claimBatch : WorkerOptions.DEFAULT_CLAIM_BATCH);
+        // What a claim takes at most: the worker's concurrency shared by its claim threads, up to the claim batch.
+        int floorBatch = WorkerOptions.defaults().withConcurrency(concurrency)
+                .withClaimBatch(claimBatch != null ? claimBatch : WorkerOptions.DEFAULT_CLAIM_BATCH).claimSize();
         if (!noFloor) {
             // warmed up like the drain, so that its table too has free space from a previous run
             floorOnce(Math.min(n, 5_000), floorBatch, "floor warm-up");

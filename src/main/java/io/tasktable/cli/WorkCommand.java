@@ -61,7 +61,8 @@ final class WorkCommand implements Callable<Integer> {
     private Duration rescueInterval = WorkerOptions.DEFAULT_RESCUE_INTERVAL;
 
     @Option(names = "--claim-batch", paramLabel = "N",
-            description = "Most tasks one claim takes (default: ${DEFAULT-VALUE}).")
+            description = "Most tasks one claim takes; two threads claim, each up to half the concurrency "
+                    + "(default: ${DEFAULT-VALUE}).")
     private int claimBatch = WorkerOptions.DEFAULT_CLAIM_BATCH;
 
     @Option(names = "--pool-size", paramLabel = "N",

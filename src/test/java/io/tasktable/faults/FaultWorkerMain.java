@@ -38,9 +38,7 @@ public final class FaultWorkerMain {
 
     public static void main(String[] args) throws InterruptedException {
         String applicationName = args[0];
-        int concurrency = Integer.parseInt(args[1]);
-        // claim batches of half the concurrency: two claim threads, so the process faults hit that mode too
-        WorkerOptions options = Workers.FAST.withConcurrency(concurrency).withClaimBatch(Math.max(1, concurrency / 2))
+        WorkerOptions options = Workers.FAST.withConcurrency(Integer.parseInt(args[1]))
                 .withHandlerTimeout(Duration.ofMillis(Long.parseLong(args[2])))
                 .withShutdownGrace(Duration.ofSeconds(1));
         if (args.length > 3) {
