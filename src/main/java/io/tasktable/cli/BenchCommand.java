@@ -289,10 +289,20 @@ final class BenchCommand implements Callable<Integer> {
             // Progress is the id of the next task to claim, the first entry of task_claim_idx (tasks are claimed in id
             // order here); done is no such task and none running. Both are index probes: counting what was left, every
             // 250 ms, took 8-12% of a core away from the measured drain of 200,000 (one backend, /proc/<pid>/stat).
-            waitUntil(label, n, () -> query(c, "SELECT CASE WHEN next IS NOT NULL THEN next - " + first
-                    + " WHEN EXISTS (SELECT FROM tasktable.task WHERE state = 'running') THEN " + (n - 1) + " ELSE " + n + " END "
+            try (PreparedStatement progressed = c.prepareStatement("SELECT CASE WHEN next IS NOT NULL THEN next - ? "
+                    + "WHEN EXISTS (SELECT FROM tasktable.task WHERE state = 'running') THEN ? - 1 ELSE ? END "
                     + "FROM (SELECT (SELECT id FROM tasktable.task WHERE state = 'queued' AND priority = 0 AND run_at <= now() "
-                    + "ORDER BY priority DESC, run_at, id LIMIT 1) AS next) AS x"));
+                    + "ORDER BY priority DESC, run_at, id LIMIT 1) AS next) AS x")) {
+                progressed.setLong(1, first);
+                progressed.setLong(2, n);
+                progressed.setLong(3, n);
+                waitUntil(label, n, () -> {
+                    try (ResultSet r = progressed.executeQuery()) {
+                        r.next();
+                        return r.getLong(1);
+                    }
+                });
+            }
             try (ResultSet r = s.executeQuery("SELECT count(*), extract(epoch FROM max(finished_at) - min(started_at)) "
                     + "FROM tasktable.task WHERE kind = 'noop'")) {
                 r.next();
@@ -354,7 +364,10 @@ final class BenchCommand implements Callable<Integer> {
                     + "payload jsonb NOT NULL DEFAULT '{}', run_at timestamptz NOT NULL DEFAULT now(), locked_at timestamptz)");
             s.execute("DELETE FROM bench_floor");
             s.execute("VACUUM bench_floor");
-            s.execute("INSERT INTO bench_floor (payload) SELECT '{}' FROM generate_series(1, " + n + ")");
+            try (PreparedStatement fill = c.prepareStatement("INSERT INTO bench_floor (payload) SELECT '{}' FROM generate_series(1, ?)")) {
+                fill.setInt(1, n);
+                fill.executeUpdate();
+            }
             s.execute("VACUUM ANALYZE bench_floor");
             checkpoint(s);
             AtomicLong done = new AtomicLong();
