@@ -19,8 +19,8 @@ import org.slf4j.LoggerFactory;
  * loop once, since whatever was announced meanwhile is lost; polling covers the rest.
  *
  * <p>A worker of all queues is woken as the notification's bytes arrive (see {@link ArrivalSocketFactory}), about
- * 1 ms before pgjdbc returns it; one of some queues only, after reading the queue name, so that traffic on
- * other queues never makes it claim in vain.
+ * 1 ms before pgjdbc returns it. A worker of named queues is woken once the queue name is read, so that traffic
+ * on other queues never makes it claim in vain.
  */
 final class Listener {
 

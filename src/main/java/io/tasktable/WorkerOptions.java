@@ -17,8 +17,8 @@ import java.util.Optional;
  * @param lease           the lease to claim with; empty means each queue's {@code lease}
  * @param rescueInterval  how often the workers rescue tasks whose lease expired (one worker at a time)
  * @param pruneInterval   how often the workers delete finished tasks past retention (one worker at a time)
- * @param claimBatch      most tasks one claim_tasks call takes (the worker claims what it has free slots for, up to this
- *                        and up to {@link #claimSize()})
+ * @param claimBatch      most tasks one claim_tasks call takes; a claim also takes no more than the free slots, nor
+ *                        more than its claim thread's share of the concurrency ({@link #claimSize()})
  */
 public record WorkerOptions(List<String> queues, int concurrency, Duration pollInterval, Duration handlerTimeout,
                             Duration shutdownGrace, Optional<Duration> lease, Duration rescueInterval,
