@@ -78,9 +78,10 @@ final class Listener {
                 }
                 PGNotification[] notifications = connection.unwrap(PGConnection.class)
                         .getNotifications((int) WAIT.toMillis());
-                if (notifications != null) {
+                // a worker of all queues was woken as the bytes arrived; a second signal would only cost a vain claim
+                if (notifications != null && arrivalKey == null) {
                     for (PGNotification n : notifications) {
-                        if (queues.isEmpty() || queues.contains(n.getParameter())) {
+                        if (queues.contains(n.getParameter())) {
                             wakeup.signal();
                         }
                     }

@@ -400,6 +400,21 @@ class WorkerTest {
         }
     }
 
+    /** A worker of named queues is woken by the notification it reads, not by the bytes' arrival. */
+    @Test
+    void an_idle_worker_of_named_queues_starts_a_new_task_long_before_its_poll_interval() throws Exception {
+        CountDownLatch started = new CountDownLatch(1);
+        try (Worker worker = Worker.start(pool, Map.of("warm-up", (task, context) -> TaskResult.success(), "ping", (task, context) -> {
+            started.countDown();
+            return TaskResult.success();
+        }), FAST.withQueues(List.of("default")).withPollInterval(Duration.ofSeconds(30)))) {
+            eventually().until(() -> !Workers.listeningBackends(c, APP).isEmpty());
+            awaitIdle();
+            client.enqueue(NewTask.of("ping", "{}"));
+            assertThat(started.await(1, TimeUnit.SECONDS)).as("started within 1 s, poll interval 30 s").isTrue();
+        }
+    }
+
     @Test
     void wake_up_still_works_after_the_listen_connection_is_killed() throws Exception {
         CountDownLatch started = new CountDownLatch(1);
