@@ -17,8 +17,13 @@ final class Json {
     }
 
     static JsonNode parse(JSONB jsonb) {
+        return parse(jsonb.data());
+    }
+
+    /** A jsonb value as the driver reads it, text. */
+    static JsonNode parse(String jsonb) {
         try {
-            return MAPPER.readTree(jsonb.data());
+            return MAPPER.readTree(jsonb);
         } catch (JsonProcessingException e) {
             // PostgreSQL only stores valid JSON in jsonb, so this is a bug, not a data problem.
             throw new IllegalStateException("jsonb from the database did not parse: " + e.getMessage(), e);
