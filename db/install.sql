@@ -1251,6 +1251,8 @@ SELECT NOT EXISTS (SELECT FROM tasktable.flyway_schema_history WHERE version = '
 -- (V3). jit = off: none of these statements is big enough to gain from JIT, and with enable_seqscan or
 -- enable_nestloop off (V3) any plan that still had to use one would cost 10^10 and be JIT-compiled, about 150 ms
 -- per call (seen with enable_sort = off on the claim).
+-- CREATE OR REPLACE FUNCTION keeps only the SET clauses it names: a later migration that replaces one of these
+-- functions must repeat these settings and V3's.
 ALTER FUNCTION tasktable.claim_tasks(integer, text, text[], interval)
     SET plan_cache_mode = force_generic_plan SET jit = off;
 ALTER FUNCTION tasktable.complete_tasks(bigint[], integer[], jsonb[])
@@ -1260,7 +1262,7 @@ ALTER FUNCTION tasktable.fail_tasks(bigint[], integer[], text[], boolean[], time
 ALTER FUNCTION tasktable.extend_lease(bigint[], integer[], interval)
     SET plan_cache_mode = force_generic_plan SET jit = off;
 INSERT INTO tasktable.flyway_schema_history (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
-SELECT coalesce(max(installed_rank), 0) + 1, '4', 'generic plans for the hot functions', 'SQL', 'V4__generic_plans_for_the_hot_functions.sql', -132001413, current_user, 0, true FROM tasktable.flyway_schema_history;
+SELECT coalesce(max(installed_rank), 0) + 1, '4', 'generic plans for the hot functions', 'SQL', 'V4__generic_plans_for_the_hot_functions.sql', -2135770765, current_user, 0, true FROM tasktable.flyway_schema_history;
 \endif
 
 COMMIT;

@@ -16,6 +16,8 @@
 -- (V3). jit = off: none of these statements is big enough to gain from JIT, and with enable_seqscan or
 -- enable_nestloop off (V3) any plan that still had to use one would cost 10^10 and be JIT-compiled, about 150 ms
 -- per call (seen with enable_sort = off on the claim).
+-- CREATE OR REPLACE FUNCTION keeps only the SET clauses it names: a later migration that replaces one of these
+-- functions must repeat these settings and V3's.
 ALTER FUNCTION tasktable.claim_tasks(integer, text, text[], interval)
     SET plan_cache_mode = force_generic_plan SET jit = off;
 ALTER FUNCTION tasktable.complete_tasks(bigint[], integer[], jsonb[])

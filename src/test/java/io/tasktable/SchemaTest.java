@@ -7,6 +7,7 @@ import java.sql.Connection;
 import java.sql.SQLException;
 import java.util.List;
 import java.util.Map;
+import java.util.stream.Collectors;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
@@ -91,6 +92,26 @@ class SchemaTest {
                     () -> Sql.count(c, "SELECT count(*) FROM tasktable.fail_tasks(?, ?, array_fill('boom'::text, ARRAY[500]))",
                             ids, attempts))).isEqualTo(250);
             db.reset();
+        }
+    }
+
+    /**
+     * CREATE OR REPLACE FUNCTION drops the SET clauses it does not repeat, so a later migration could silently bring
+     * back planning per call (V4) or the plans that rescan the id array (V3); this keeps them in sight.
+     */
+    @Test
+    void the_hot_functions_keep_their_planner_settings() throws SQLException {
+        try (Connection c = db.connect()) {
+            Map<String, String> settings = Sql.rows(c, "SELECT p.proname, array_to_string(p.proconfig, ',') AS config "
+                    + "FROM pg_proc p WHERE p.pronamespace = 'tasktable'::regnamespace AND p.proname IN "
+                    + "('claim_tasks', 'complete_tasks', 'fail_tasks', 'extend_lease')").stream()
+                    .collect(Collectors.toMap(r -> (String) r.get("proname"), r -> String.valueOf(r.get("config"))));
+            assertThat(settings).hasSize(4);
+            settings.forEach((fn, config) -> assertThat(config).as(fn)
+                    .contains("plan_cache_mode=force_generic_plan", "jit=off"));
+            for (String fn : List.of("complete_tasks", "fail_tasks", "extend_lease")) {
+                assertThat(settings.get(fn)).as(fn).contains("enable_seqscan=off", "enable_nestloop=off");
+            }
         }
     }
 
