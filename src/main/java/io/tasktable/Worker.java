@@ -2,6 +2,8 @@ package io.tasktable;
 
 import java.net.InetAddress;
 import java.net.UnknownHostException;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
 import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.time.Duration;
@@ -24,6 +26,8 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.stream.IntStream;
 import java.util.stream.Stream;
+
+import javax.sql.DataSource;
 
 import org.jooq.DSLContext;
 import org.jooq.SQLDialect;
@@ -75,6 +79,11 @@ public final class Worker implements AutoCloseable {
     /** claim_tasks arguments: null means all queues, and the queue's own lease. */
     private final String[] queues;
     private final YearToSecond lease;
+    /** The same lease as claim_tasks' fourth bind value: ISO 8601 text, which PostgreSQL's interval reads. */
+    private final String leaseText;
+    private final DataSource dataSource;
+    /** The claim as jOOQ renders it from the generated binding, rendered once: see {@link #claim}. */
+    private final String claimSql;
     private final Semaphore slots;
     private final Map<Long, Run> running = new ConcurrentHashMap<>();
     private final Wakeup wakeup = new Wakeup();
@@ -105,6 +114,11 @@ public final class Worker implements AutoCloseable {
         this.db = DSL.using(pool.dataSource(), SQLDialect.POSTGRES, new Settings().withBindOffsetDateTimeType(true));
         this.queues = options.queues().isEmpty() ? null : options.queues().toArray(String[]::new);
         this.lease = options.lease().map(YearToSecond::valueOf).orElse(null);
+        this.leaseText = options.lease().map(Duration::toString).orElse(null);
+        this.dataSource = pool.dataSource();
+        ClaimTasks call = Routines.claimTasks(0, "", null, null); // the values are bound per claim
+        this.claimSql = db.select(call.ID, call.QUEUE, call.KIND, call.PAYLOAD, call.ATTEMPT, call.RUN_AT, call.STARTED_AT,
+                call.LEASE_EXPIRES_AT).from(call).getSQL();
         this.slots = new Semaphore(options.concurrency());
         this.reporter = new Reporter(db, id, observer);
         this.listener = new Listener(pool, Set.copyOf(options.queues()), wakeup, id);
@@ -247,28 +261,33 @@ public final class Worker implements AutoCloseable {
     private record Claim(ClaimedTask task, Duration lease, OffsetDateTime runAt) {}
 
     /**
-     * claim_tasks, reading only the columns a run needs, straight from the driver's result set: jOOQ builds the
-     * call from the generated binding, and the rows skip its record mapping. Reading whole rows (17 columns, 4
-     * timestamps each formatted to text by the driver and parsed back by jOOQ) took about half the claim thread's
-     * time in bench drain (JFR). jOOQ's record mapping of the 8 columns then cost about 3 microseconds of CPU per
-     * task: bench drain of 2 x 300,000 tasks, claims of 500, CPU of the bench and its worker 11.2 / 10.6 s with it,
-     * 9.1 / 9.0 s without.
+     * claim_tasks, reading only the columns a run needs. The statement is the one jOOQ renders from the generated
+     * binding, rendered once ({@link #claimSql}); each claim binds its values and reads the driver's result set.
+     * Measured in bench drain (JFR of the worker): reading whole rows (17 columns, 4 timestamps formatted to text by
+     * the driver and parsed back by jOOQ) took about half the claim thread's time; jOOQ's record mapping of the 8
+     * columns then cost about 3 microseconds of CPU per task (2 x 300,000 tasks at claims of 500: CPU of the bench
+     * and its worker 11.2 / 10.6 s with it, 9.1 / 9.0 s without); and rendering the call on every claim was 30% of
+     * the worker's CPU samples at claims of 10 (214 of 726).
      */
     private List<Claim> claim(int n) {
-        ClaimTasks t = Routines.claimTasks(n, id, queues, lease);
-        try (ResultSet rows = db.select(t.ID, t.QUEUE, t.KIND, t.PAYLOAD, t.ATTEMPT, t.RUN_AT, t.STARTED_AT, t.LEASE_EXPIRES_AT)
-                .from(t).fetchResultSet()) {
-            List<Claim> claimed = new ArrayList<>(n);
-            while (rows.next()) {
-                ClaimedTask task = new ClaimedTask(rows.getLong(1), rows.getString(2), rows.getString(3),
-                        Json.parse(rows.getString(4)), rows.getInt(5));
-                OffsetDateTime runAt = rows.getObject(6, OffsetDateTime.class);
-                Duration lease = Duration.between(rows.getObject(7, OffsetDateTime.class), rows.getObject(8, OffsetDateTime.class));
-                claimed.add(new Claim(task, lease, runAt));
+        try (Connection c = dataSource.getConnection(); PreparedStatement call = c.prepareStatement(claimSql)) {
+            call.setInt(1, n);
+            call.setString(2, id);
+            call.setArray(3, queues == null ? null : c.createArrayOf("text", queues));
+            call.setString(4, leaseText);
+            try (ResultSet rows = call.executeQuery()) {
+                List<Claim> claimed = new ArrayList<>(n);
+                while (rows.next()) {
+                    ClaimedTask task = new ClaimedTask(rows.getLong(1), rows.getString(2), rows.getString(3),
+                            Json.parse(rows.getString(4)), rows.getInt(5));
+                    OffsetDateTime runAt = rows.getObject(6, OffsetDateTime.class);
+                    Duration lease = Duration.between(rows.getObject(7, OffsetDateTime.class), rows.getObject(8, OffsetDateTime.class));
+                    claimed.add(new Claim(task, lease, runAt));
+                }
+                return claimed;
             }
-            return claimed;
         } catch (SQLException e) {
-            throw new DataAccessException("reading claimed tasks: " + e.getMessage(), e);
+            throw new DataAccessException("claim_tasks: " + e.getMessage(), e);
         }
     }
 

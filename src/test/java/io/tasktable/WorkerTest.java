@@ -96,6 +96,28 @@ class WorkerTest {
         assertThat((String) row(id).get("last_error")).startsWith("java.lang.IllegalStateException: flaky failure on attempt 2");
     }
 
+    /** The worker binds its lease option into each claim (as ISO 8601 text, which PostgreSQL's interval reads). */
+    @Test
+    void the_tasks_a_worker_claims_carry_its_lease_option_and_its_queues() throws SQLException {
+        Sql.update(c, "INSERT INTO tasktable.queue (name) VALUES ('leased')");
+        long mine = client.enqueue(NewTask.of("hold", "{}").inQueue("leased"));
+        long other = client.enqueue(NewTask.of("hold", "{}"));
+        CountDownLatch release = new CountDownLatch(1);
+        try (Worker worker = Worker.start(pool, Map.of("hold", (task, context) -> {
+            release.await();
+            return TaskResult.success();
+        }), FAST.withQueues(List.of("leased")).withLease(Duration.ofMillis(90_500)))) {
+            awaitState(mine, "running");
+            assertThat(Sql.value(c, "SELECT (lease_expires_at - started_at)::text FROM tasktable.task WHERE id = ?", mine))
+                    .isEqualTo("00:01:30.5");
+            release.countDown();
+            awaitState(mine, "succeeded");
+            assertThat(Sql.state(c, other)).isEqualTo("queued");
+        } finally {
+            release.countDown();
+        }
+    }
+
     /**
      * Regression (fault suite, scenario 4): a result the database refuses (over 1 MB, or a NUL in jsonb) made
      * complete_tasks fail for the whole batch, which the reporter dropped: the batch's good tasks ran again after
