@@ -16,11 +16,7 @@ final class Json {
     private Json() {
     }
 
-    static JsonNode parse(JSONB jsonb) {
-        return parse(jsonb.data());
-    }
-
-    /** A jsonb value as the driver reads it, text. */
+    /** A jsonb value as the driver reads it: text. */
     static JsonNode parse(String jsonb) {
         try {
             return MAPPER.readTree(jsonb);

@@ -79,7 +79,7 @@ public final class Worker implements AutoCloseable {
     /** claim_tasks arguments: null means all queues, and the queue's own lease. */
     private final String[] queues;
     private final YearToSecond lease;
-    /** The same lease as claim_tasks' fourth bind value: ISO 8601 text, which PostgreSQL's interval reads. */
+    /** The lease bound into each claim: ISO 8601 text (PT5M), which PostgreSQL reads as an interval. */
     private final String leaseText;
     private final DataSource dataSource;
     /** The claim as jOOQ renders it from the generated binding, rendered once: see {@link #claim}. */
