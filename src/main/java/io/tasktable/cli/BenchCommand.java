@@ -747,7 +747,6 @@ final class BenchCommand implements Callable<Integer> {
         long get() throws Exception;
     }
 
-    /** Polls the counter until it reaches the target, printing a progress line on stderr. */
     /**
      * When the last of a client-clocked run's commits returned. The run's end, not the moment the progress poll
      * (every 250 ms) saw it: stopping the clock there rounded every floor and enqueue run up to the next poll, e.g.
@@ -765,6 +764,7 @@ final class BenchCommand implements Callable<Integer> {
         }
     }
 
+    /** Polls the counter until it reaches the target, printing a progress line on stderr. */
     private void waitUntil(String label, long target, Counter counter) throws Exception {
         long start = System.nanoTime();
         long count;
