@@ -31,7 +31,6 @@ import javax.sql.DataSource;
 
 import org.jooq.DSLContext;
 import org.jooq.SQLDialect;
-import org.jooq.conf.Settings;
 import org.jooq.exception.DataAccessException;
 import org.jooq.impl.DSL;
 import org.jooq.types.YearToSecond;
@@ -110,8 +109,7 @@ public final class Worker implements AutoCloseable {
         this.handlers = Map.copyOf(handlers);
         this.options = options;
         this.observer = observer;
-        // Timestamps read natively (getObject), not formatted to text by the driver and parsed back by jOOQ.
-        this.db = DSL.using(pool.dataSource(), SQLDialect.POSTGRES, new Settings().withBindOffsetDateTimeType(true));
+        this.db = DSL.using(pool.dataSource(), SQLDialect.POSTGRES);
         this.queues = options.queues().isEmpty() ? null : options.queues().toArray(String[]::new);
         this.lease = options.lease().map(YearToSecond::valueOf).orElse(null);
         this.leaseText = options.lease().map(Duration::toString).orElse(null);
