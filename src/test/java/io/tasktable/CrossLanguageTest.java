@@ -183,7 +183,7 @@ class CrossLanguageTest {
             assertThat(Sql.value(c, "SELECT run_at - started_at BETWEEN interval '1 hour' AND interval '1 hour 10 seconds' "
                     + "FROM tasktable.task WHERE id = ?", id)).as("backoff of task %s", id).isEqualTo(true);
         }
-        Sql.update(c, "UPDATE tasktable.task SET run_at = now() WHERE state = 'queued'");
+        Sql.update(c, "UPDATE tasktable.live_task SET run_at = now() WHERE state = 'queued'");
         runEveryLanguageOnce();
 
         for (Map.Entry<String, Long> e : tasks.entrySet()) {

@@ -58,7 +58,7 @@ class InterleavingTest {
     @Test
     void rescue_skips_a_task_whose_heartbeat_is_in_flight() throws SQLException {
         long id = running(a, "long");
-        Sql.update(a, "UPDATE tasktable.task SET lease_expires_at = now() - interval '1 second' WHERE id = ?", id);
+        Sql.update(a, "UPDATE tasktable.live_task SET lease_expires_at = now() - interval '1 second' WHERE id = ?", id);
 
         a.setAutoCommit(false);
         assertThat(Sql.value(a, "SELECT cardinality(tasktable.extend_lease(ARRAY[?]::bigint[], '{1}'))", id)).isEqualTo(1);
@@ -90,7 +90,7 @@ class InterleavingTest {
     @Test
     void a_completion_committed_while_rescue_waits_stays_completed() throws Exception {
         long id = running(a, "job");
-        Sql.update(a, "UPDATE tasktable.task SET lease_expires_at = now() - interval '1 second' WHERE id = ?", id);
+        Sql.update(a, "UPDATE tasktable.live_task SET lease_expires_at = now() - interval '1 second' WHERE id = ?", id);
 
         a.setAutoCommit(false);
         assertThat(Sql.value(a, "SELECT tasktable.complete_task(?, 1)", id)).isEqualTo(true);
@@ -105,7 +105,7 @@ class InterleavingTest {
     @Test
     void a_rescue_committed_first_fences_out_the_old_holder() throws SQLException {
         long id = running(a, "job");
-        Sql.update(a, "UPDATE tasktable.task SET lease_expires_at = now() - interval '1 second' WHERE id = ?", id);
+        Sql.update(a, "UPDATE tasktable.live_task SET lease_expires_at = now() - interval '1 second' WHERE id = ?", id);
 
         b.setAutoCommit(false);
         assertThat(Sql.value(b, "SELECT tasktable.rescue_expired_tasks()")).isEqualTo(1);
@@ -178,7 +178,7 @@ class InterleavingTest {
     void snoozing_after_the_queue_lowered_max_attempts_keeps_the_invariant() throws SQLException {
         long id = running(a, "poll");
         Sql.value(a, "SELECT tasktable.fail_task(?, 1, 'x')", id);
-        Sql.update(a, "UPDATE tasktable.task SET run_at = now() WHERE id = ?", id);
+        Sql.update(a, "UPDATE tasktable.live_task SET run_at = now() WHERE id = ?", id);
         Sql.rows(a, "SELECT id FROM tasktable.claim_tasks(1, 'w')");
         Sql.update(a, "UPDATE tasktable.queue SET max_attempts = 1 WHERE name = 'default'");
 

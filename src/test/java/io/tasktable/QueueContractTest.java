@@ -78,11 +78,11 @@ abstract class QueueContractTest {
     }
 
     private void makeDue(long id) throws SQLException {
-        Sql.update(c, "UPDATE tasktable.task SET run_at = now() - interval '1 millisecond' WHERE id = ?", id);
+        Sql.update(c, "UPDATE tasktable.live_task SET run_at = now() - interval '1 millisecond' WHERE id = ?", id);
     }
 
     private void expireLease(long id) throws SQLException {
-        Sql.update(c, "UPDATE tasktable.task SET lease_expires_at = now() - interval '1 second' WHERE id = ?", id);
+        Sql.update(c, "UPDATE tasktable.live_task SET lease_expires_at = now() - interval '1 second' WHERE id = ?", id);
     }
 
     private void createQueue(String name) throws SQLException {
@@ -545,9 +545,9 @@ abstract class QueueContractTest {
             Claimed claimed = claimOne(WORKER);
             api.fail(c, claimed.id(), claimed.attempt(), "no", false, null);
         }
-        Sql.update(c, "UPDATE tasktable.task SET finished_at = now() - interval '8 days' WHERE id IN (?, ?)",
+        Sql.update(c, "UPDATE tasktable.finished_task SET finished_at = now() - interval '8 days' WHERE id IN (?, ?)",
                 oldSucceeded, deadWithinRetention);
-        Sql.update(c, "UPDATE tasktable.task SET finished_at = now() - interval '31 days' WHERE id = ?", deadPastRetention);
+        Sql.update(c, "UPDATE tasktable.finished_task SET finished_at = now() - interval '31 days' WHERE id = ?", deadPastRetention);
 
         assertThat(api.prune(c, 1000)).isEqualTo(2);
 

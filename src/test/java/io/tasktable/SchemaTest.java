@@ -48,21 +48,69 @@ class SchemaTest {
         try (Connection c = db.connect()) {
             db.reset();
             // 20,000 finished and 2,000 future tasks around 10 ready ones.
-            Sql.update(c, "INSERT INTO tasktable.task (queue, kind, state, finished_at, attempt) "
+            Sql.update(c, "INSERT INTO tasktable.finished_task (queue, kind, state, finished_at, attempt) "
                     + "SELECT 'default', 'old', 'succeeded', now(), 1 FROM generate_series(1, 20000)");
-            Sql.update(c, "INSERT INTO tasktable.task (queue, kind, run_at) "
+            Sql.update(c, "INSERT INTO tasktable.live_task (queue, kind, run_at) "
                     + "SELECT 'default', 'later', now() + interval '1 day' FROM generate_series(1, 2000)");
-            Sql.update(c, "INSERT INTO tasktable.task (queue, kind) SELECT 'default', 'now' FROM generate_series(1, 10)");
-            Sql.update(c, "ANALYZE tasktable.task");
+            Sql.update(c, "INSERT INTO tasktable.live_task (queue, kind) SELECT 'default', 'now' FROM generate_series(1, 10)");
+            Sql.update(c, "ANALYZE tasktable.live_task, tasktable.finished_task");
 
-            String plan = Sql.rows(c, "EXPLAIN SELECT t.id FROM tasktable.task t WHERE t.state = 'queued' AND t.run_at <= now() "
+            String plan = Sql.rows(c, "EXPLAIN SELECT t.id FROM tasktable.live_task t WHERE t.state = 'queued' AND t.run_at <= now() "
                             + "AND t.queue <> ALL (ARRAY(SELECT p.name FROM tasktable.queue p WHERE p.paused)) "
                             + "ORDER BY t.priority DESC, t.run_at, t.id LIMIT 10 FOR UPDATE OF t SKIP LOCKED")
                     .stream().map(r -> r.values().iterator().next().toString()).reduce("", (a, b) -> a + b + "\n");
 
-            assertThat(plan).contains("task_claim_idx").doesNotContain("Seq Scan on task");
+            assertThat(plan).contains("task_claim_idx").doesNotContain("Seq Scan on live_task");
             db.reset();
         }
+    }
+
+    /**
+     * Migration V5: live_task holds what can still run, finished_task what has finished; each state change moves the
+     * row in one statement, keeping its id, and the view tasktable.task shows every task exactly once.
+     */
+    @Test
+    void a_task_is_in_live_task_until_it_finishes_then_in_finished_task() throws SQLException {
+        try (Connection c = db.connect()) {
+            db.reset();
+            Sql.value(c, "SELECT tasktable.enqueue_tasks(array_fill(ROW('move', NULL, NULL, NULL, NULL, NULL, NULL)"
+                    + "::tasktable.task_spec, ARRAY[5]))");
+            List<Map<String, Object>> claimed = Sql.rows(c, "SELECT id, attempt FROM tasktable.claim_tasks(4, 'w')");
+            assertThat(claimed).hasSize(4);
+            long succeeded = (Long) claimed.get(0).get("id");
+            long dead = (Long) claimed.get(1).get("id");
+            long cancelled = (Long) claimed.get(2).get("id");
+            long running = (Long) claimed.get(3).get("id");
+            Sql.value(c, "SELECT tasktable.complete_task(?, 1, '{\"ok\": true}')", succeeded);
+            Sql.value(c, "SELECT tasktable.fail_task(?, 1, 'boom', false)", dead);
+            Sql.value(c, "SELECT tasktable.cancel_task(?)", cancelled);
+
+            assertThat(states(c, "tasktable.live_task")).containsOnlyKeys("queued", "running")
+                    .containsEntry("running", List.of(running));
+            assertThat(states(c, "tasktable.finished_task")).containsOnlyKeys("succeeded", "dead", "cancelled")
+                    .containsEntry("succeeded", List.of(succeeded)).containsEntry("dead", List.of(dead))
+                    .containsEntry("cancelled", List.of(cancelled));
+            assertThat(Sql.value(c, "SELECT result ->> 'ok' FROM tasktable.task WHERE id = ?", succeeded)).isEqualTo("true");
+            assertThat(Sql.value(c, "SELECT last_error FROM tasktable.task WHERE id = ?", dead)).isEqualTo("boom");
+
+            assertThat(Sql.value(c, "SELECT tasktable.retry_task(?)::text", dead)).isEqualTo("queued");
+            assertThat(states(c, "tasktable.live_task").get("queued")).contains(dead);
+            assertThat(states(c, "tasktable.finished_task")).doesNotContainKey("dead");
+            assertThat(Sql.count(c, "SELECT count(*) - count(DISTINCT id) FROM tasktable.task")).isZero();
+            assertThat(Sql.count(c, "SELECT count(*) FROM tasktable.task")).isEqualTo(5);
+            db.reset();
+        }
+    }
+
+    private static Map<String, List<Long>> states(Connection c, String table) throws SQLException {
+        return Sql.rows(c, "SELECT state::text AS state, array_agg(id ORDER BY id) AS ids FROM " + table + " GROUP BY state")
+                .stream().collect(Collectors.toMap(r -> (String) r.get("state"), r -> {
+                    try {
+                        return List.of((Long[]) ((Array) r.get("ids")).getArray());
+                    } catch (SQLException e) {
+                        throw new IllegalStateException(e);
+                    }
+                }));
     }
 
     /**
@@ -74,8 +122,8 @@ class SchemaTest {
     void batch_functions_read_only_the_tasks_they_are_given_whatever_analyze_saw() throws SQLException {
         try (Connection c = db.connect()) {
             db.reset();
-            Sql.update(c, "INSERT INTO tasktable.task (queue, kind) SELECT 'default', 'noop' FROM generate_series(1, 20000)");
-            Sql.update(c, "ANALYZE tasktable.task");
+            Sql.update(c, "INSERT INTO tasktable.live_task (queue, kind) SELECT 'default', 'noop' FROM generate_series(1, 20000)");
+            Sql.update(c, "ANALYZE tasktable.live_task, tasktable.finished_task");
 
             List<Map<String, Object>> claimed = seqScanFree(c, "claim_tasks",
                     () -> Sql.rows(c, "SELECT id, attempt FROM tasktable.claim_tasks(500, 'w')"));
@@ -120,12 +168,12 @@ class SchemaTest {
     }
 
     /**
-     * Runs a call in a transaction of its own and asserts it read no row of tasktable.task by seq scan, nested
+     * Runs a call in a transaction of its own and asserts it read no row of live_task or finished_task by seq scan, nested
      * function calls included. pg_stat_xact_user_tables also holds counts of earlier transactions not yet
      * reported, so the call is measured as a difference within its transaction (nothing is reported mid-transaction).
      */
     private static <T> T seqScanFree(Connection c, String name, SqlCall<T> call) throws SQLException {
-        String seqRowsRead = "SELECT coalesce(sum(seq_tup_read), 0) FROM pg_stat_xact_user_tables WHERE relid = 'tasktable.task'::regclass";
+        String seqRowsRead = "SELECT coalesce(sum(seq_tup_read), 0) FROM pg_stat_xact_user_tables WHERE relid IN ('tasktable.live_task'::regclass, 'tasktable.finished_task'::regclass)";
         c.setAutoCommit(false);
         try {
             long before = Sql.count(c, seqRowsRead);

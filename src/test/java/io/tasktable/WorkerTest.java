@@ -183,7 +183,7 @@ class WorkerTest {
         try (Worker worker = Worker.start(pool, Map.of("ok", (task, context) -> TaskResult.success()), FAST, oom)) {
             eventually().until(() -> !claimOom.get());
             // claimed in the round that broke off: held until its lease expires (forged), then rescued
-            Sql.update(c, "UPDATE tasktable.task SET lease_expires_at = now() - interval '1 second' WHERE id = ?", first);
+            Sql.update(c, "UPDATE tasktable.live_task SET lease_expires_at = now() - interval '1 second' WHERE id = ?", first);
             awaitState(first, "succeeded");
             long second = client.enqueue(NewTask.of("ok", "{}"));
             awaitState(second, "succeeded");
@@ -353,7 +353,7 @@ class WorkerTest {
     void rescue_runs_in_one_worker_at_a_time_under_the_advisory_lock() throws SQLException {
         long id = client.enqueue(NewTask.of("noop", "{}"));
         Sql.value(c, "SELECT count(*) FROM tasktable.claim_tasks(1, 'gone-worker')");
-        Sql.update(c, "UPDATE tasktable.task SET lease_expires_at = now() - interval '1 second' WHERE id = ?", id);
+        Sql.update(c, "UPDATE tasktable.live_task SET lease_expires_at = now() - interval '1 second' WHERE id = ?", id);
         try (Connection other = db.connect()) {
             other.setAutoCommit(false);
             Sql.value(other, "SELECT pg_advisory_xact_lock(?)", Maintenance.RESCUE_LOCK);
@@ -378,7 +378,7 @@ class WorkerTest {
                 FAST.withPruneInterval(Duration.ofMillis(100)))) {
             awaitState(recent, "succeeded");
             awaitState(old, "succeeded");
-            Sql.update(c, "UPDATE tasktable.task SET finished_at = now() - interval '2 hours' WHERE id = ?", old);
+            Sql.update(c, "UPDATE tasktable.finished_task SET finished_at = now() - interval '2 hours' WHERE id = ?", old);
             eventually().until(() -> Sql.count(c, "SELECT count(*) FROM tasktable.task WHERE id = ?", old) == 0);
         }
         assertThat(Sql.state(c, recent)).isEqualTo("succeeded");

@@ -279,10 +279,11 @@ final class BenchCommand implements Callable<Integer> {
     private double drainOnce(int n, String label) throws Exception {
         try (Connection c = connect(); Statement s = c.createStatement()) {
             s.execute("UPDATE tasktable.queue SET paused = true WHERE name = 'default'");
-            s.execute("DELETE FROM tasktable.task WHERE kind = 'noop'");
+            s.execute("DELETE FROM tasktable.finished_task WHERE kind = 'noop'");
+            s.execute("DELETE FROM tasktable.live_task WHERE kind = 'noop'");
             enqueueNoops(c, n);
-            long first = query(c, "SELECT min(id) FROM tasktable.task WHERE kind = 'noop'");
-            s.execute("VACUUM ANALYZE tasktable.task");
+            long first = query(c, "SELECT min(id) FROM tasktable.live_task WHERE kind = 'noop'");
+            s.execute("VACUUM ANALYZE tasktable.live_task, tasktable.finished_task");
             checkpoint(s);
             s.execute("UPDATE tasktable.queue SET paused = false WHERE name = 'default'");
             s.execute("NOTIFY tasktable, 'default'");
@@ -290,8 +291,8 @@ final class BenchCommand implements Callable<Integer> {
             // order here); done is no such task and none running. Both are index probes: counting what was left, every
             // 250 ms, took 8-12% of a core away from the measured drain of 200,000 (one backend, /proc/<pid>/stat).
             try (PreparedStatement progressed = c.prepareStatement("SELECT CASE WHEN next IS NOT NULL THEN next - ? "
-                    + "WHEN EXISTS (SELECT FROM tasktable.task WHERE state = 'running') THEN ? - 1 ELSE ? END "
-                    + "FROM (SELECT (SELECT id FROM tasktable.task WHERE state = 'queued' AND priority = 0 AND run_at <= now() "
+                    + "WHEN EXISTS (SELECT FROM tasktable.live_task WHERE state = 'running') THEN ? - 1 ELSE ? END "
+                    + "FROM (SELECT (SELECT id FROM tasktable.live_task WHERE state = 'queued' AND priority = 0 AND run_at <= now() "
                     + "ORDER BY priority DESC, run_at, id LIMIT 1) AS next) AS x")) {
                 progressed.setLong(1, first);
                 progressed.setLong(2, n);
@@ -304,7 +305,7 @@ final class BenchCommand implements Callable<Integer> {
                 });
             }
             try (ResultSet r = s.executeQuery("SELECT count(*), extract(epoch FROM max(finished_at) - min(started_at)) "
-                    + "FROM tasktable.task WHERE kind = 'noop'")) {
+                    + "FROM tasktable.finished_task WHERE kind = 'noop'")) {
                 r.next();
                 return r.getLong(1) / r.getDouble(2);
             }
@@ -344,12 +345,12 @@ final class BenchCommand implements Callable<Integer> {
     private void addHistory() throws SQLException {
         progress.println("bench: adding 1,000,000 finished and 100,000 future-dated tasks");
         try (Connection c = connect(); Statement s = c.createStatement()) {
-            s.execute("INSERT INTO tasktable.task (queue, kind, payload, state, attempt, worker, started_at, finished_at, result) "
+            s.execute("INSERT INTO tasktable.finished_task (queue, kind, payload, state, attempt, worker, started_at, finished_at, result) "
                     + "SELECT 'default', 'history', '{\"n\": 1}', 'succeeded', 1, 'bench', now() - interval '1 day', "
                     + "now() - interval '1 day' + g * interval '50 ms', NULL FROM generate_series(1, 1000000) g");
-            s.execute("INSERT INTO tasktable.task (queue, kind, run_at) "
+            s.execute("INSERT INTO tasktable.live_task (queue, kind, run_at) "
                     + "SELECT 'default', 'future', now() + interval '1 day' + g * interval '1 ms' FROM generate_series(1, 100000) g");
-            s.execute("VACUUM ANALYZE tasktable.task");
+            s.execute("VACUUM ANALYZE tasktable.live_task, tasktable.finished_task");
         }
     }
 
@@ -425,8 +426,8 @@ final class BenchCommand implements Callable<Integer> {
         // Run 0 is a warm-up (not measured) that JIT-compiles the client path, as drain warms up its workers.
         for (int i = 0; i <= runs; i++) {
             try (Connection c = connect(); Statement s = c.createStatement()) {
-                s.execute("TRUNCATE tasktable.task");
-                s.execute("VACUUM ANALYZE tasktable.task");
+                s.execute("TRUNCATE tasktable.live_task, tasktable.finished_task");
+                s.execute("VACUUM ANALYZE tasktable.live_task, tasktable.finished_task");
             }
             List<Long> latencies = Collections.synchronizedList(new ArrayList<>());
             AtomicLong claimed = new AtomicLong();
@@ -539,7 +540,7 @@ final class BenchCommand implements Callable<Integer> {
                     r.next();
                     throughput = r.getLong(1) / r.getDouble(2);
                 }
-                s.execute("TRUNCATE tasktable.task");
+                s.execute("TRUNCATE tasktable.live_task, tasktable.finished_task");
             }
             for (int p : new int[] {50, 95, 99, 100}) {
                 percentiles.computeIfAbsent("p" + p, k -> new ArrayList<>()).add(percentile(latencies, p) / 1000.0);

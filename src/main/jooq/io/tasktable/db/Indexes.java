@@ -4,7 +4,8 @@
 package io.tasktable.db;
 
 
-import io.tasktable.db.tables.Task;
+import io.tasktable.db.tables.FinishedTask;
+import io.tasktable.db.tables.LiveTask;
 
 import org.jooq.Index;
 import org.jooq.OrderField;
@@ -22,8 +23,8 @@ public class Indexes {
     // INDEX definitions
     // -------------------------------------------------------------------------
 
-    public static final Index TASK_CLAIM_IDX = Internal.createIndex(DSL.name("task_claim_idx"), Task.TASK, new OrderField[] { Task.TASK.PRIORITY.desc(), Task.TASK.RUN_AT, Task.TASK.ID }, false);
-    public static final Index TASK_DEDUP_IDX = Internal.createIndex(DSL.name("task_dedup_idx"), Task.TASK, new OrderField[] { Task.TASK.QUEUE, Task.TASK.DEDUP_KEY }, true);
-    public static final Index TASK_FINISHED_IDX = Internal.createIndex(DSL.name("task_finished_idx"), Task.TASK, new OrderField[] { Task.TASK.QUEUE, Task.TASK.STATE, Task.TASK.FINISHED_AT }, false);
-    public static final Index TASK_LEASE_IDX = Internal.createIndex(DSL.name("task_lease_idx"), Task.TASK, new OrderField[] { Task.TASK.LEASE_EXPIRES_AT }, false);
+    public static final Index TASK_CLAIM_IDX = Internal.createIndex(DSL.name("task_claim_idx"), LiveTask.LIVE_TASK, new OrderField[] { LiveTask.LIVE_TASK.PRIORITY.desc(), LiveTask.LIVE_TASK.RUN_AT, LiveTask.LIVE_TASK.ID }, false);
+    public static final Index TASK_DEDUP_IDX = Internal.createIndex(DSL.name("task_dedup_idx"), LiveTask.LIVE_TASK, new OrderField[] { LiveTask.LIVE_TASK.QUEUE, LiveTask.LIVE_TASK.DEDUP_KEY }, true);
+    public static final Index TASK_FINISHED_IDX = Internal.createIndex(DSL.name("task_finished_idx"), FinishedTask.FINISHED_TASK, new OrderField[] { FinishedTask.FINISHED_TASK.QUEUE, FinishedTask.FINISHED_TASK.STATE, FinishedTask.FINISHED_TASK.FINISHED_AT }, false);
+    public static final Index TASK_LEASE_IDX = Internal.createIndex(DSL.name("task_lease_idx"), LiveTask.LIVE_TASK, new OrderField[] { LiveTask.LIVE_TASK.LEASE_EXPIRES_AT }, false);
 }

@@ -4,10 +4,12 @@
 package io.tasktable.db;
 
 
+import io.tasktable.db.tables.FinishedTask;
+import io.tasktable.db.tables.LiveTask;
 import io.tasktable.db.tables.Queue;
-import io.tasktable.db.tables.Task;
+import io.tasktable.db.tables.records.FinishedTaskRecord;
+import io.tasktable.db.tables.records.LiveTaskRecord;
 import io.tasktable.db.tables.records.QueueRecord;
-import io.tasktable.db.tables.records.TaskRecord;
 
 import org.jooq.ForeignKey;
 import org.jooq.TableField;
@@ -28,12 +30,14 @@ public class Keys {
     // UNIQUE and PRIMARY KEY definitions
     // -------------------------------------------------------------------------
 
+    public static final UniqueKey<FinishedTaskRecord> FINISHED_TASK_PKEY = Internal.createUniqueKey(FinishedTask.FINISHED_TASK, DSL.name("finished_task_pkey"), new TableField[] { FinishedTask.FINISHED_TASK.ID }, true);
+    public static final UniqueKey<LiveTaskRecord> TASK_PKEY = Internal.createUniqueKey(LiveTask.LIVE_TASK, DSL.name("task_pkey"), new TableField[] { LiveTask.LIVE_TASK.ID }, true);
     public static final UniqueKey<QueueRecord> QUEUE_PKEY = Internal.createUniqueKey(Queue.QUEUE, DSL.name("queue_pkey"), new TableField[] { Queue.QUEUE.NAME }, true);
-    public static final UniqueKey<TaskRecord> TASK_PKEY = Internal.createUniqueKey(Task.TASK, DSL.name("task_pkey"), new TableField[] { Task.TASK.ID }, true);
 
     // -------------------------------------------------------------------------
     // FOREIGN KEY definitions
     // -------------------------------------------------------------------------
 
-    public static final ForeignKey<TaskRecord, QueueRecord> TASK__TASK_QUEUE_FKEY = Internal.createForeignKey(Task.TASK, DSL.name("task_queue_fkey"), new TableField[] { Task.TASK.QUEUE }, Keys.QUEUE_PKEY, new TableField[] { Queue.QUEUE.NAME }, true, ForeignKeyRule.NO_ACTION, ForeignKeyRule.NO_ACTION);
+    public static final ForeignKey<FinishedTaskRecord, QueueRecord> FINISHED_TASK__FINISHED_TASK_QUEUE_FKEY = Internal.createForeignKey(FinishedTask.FINISHED_TASK, DSL.name("finished_task_queue_fkey"), new TableField[] { FinishedTask.FINISHED_TASK.QUEUE }, Keys.QUEUE_PKEY, new TableField[] { Queue.QUEUE.NAME }, true, ForeignKeyRule.NO_ACTION, ForeignKeyRule.NO_ACTION);
+    public static final ForeignKey<LiveTaskRecord, QueueRecord> LIVE_TASK__TASK_QUEUE_FKEY = Internal.createForeignKey(LiveTask.LIVE_TASK, DSL.name("task_queue_fkey"), new TableField[] { LiveTask.LIVE_TASK.QUEUE }, Keys.QUEUE_PKEY, new TableField[] { Queue.QUEUE.NAME }, true, ForeignKeyRule.NO_ACTION, ForeignKeyRule.NO_ACTION);
 }

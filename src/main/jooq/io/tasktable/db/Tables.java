@@ -6,6 +6,8 @@ package io.tasktable.db;
 
 import io.tasktable.db.tables.ClaimTasks;
 import io.tasktable.db.tables.FailTasks;
+import io.tasktable.db.tables.FinishedTask;
+import io.tasktable.db.tables.LiveTask;
 import io.tasktable.db.tables.Queue;
 import io.tasktable.db.tables.QueueStats;
 import io.tasktable.db.tables.Task;
@@ -157,6 +159,19 @@ public class Tables {
     }
 
     /**
+     * Succeeded, dead and cancelled tasks until prune_tasks deletes them.
+     * Change it only through the tasktable functions; read tasks from the view
+     * tasktable.task.
+     */
+    public static final FinishedTask FINISHED_TASK = FinishedTask.FINISHED_TASK;
+
+    /**
+     * Queued and running tasks (the hot table). Change it only through the
+     * tasktable functions; read tasks from the view tasktable.task.
+     */
+    public static final LiveTask LIVE_TASK = LiveTask.LIVE_TASK;
+
+    /**
      * Per-queue policy. Create a queue with INSERT INTO tasktable.queue (name)
      * VALUES (...); tune it with UPDATE.
      */
@@ -169,7 +184,9 @@ public class Tables {
     public static final QueueStats QUEUE_STATS = QueueStats.QUEUE_STATS;
 
     /**
-     * One row per task. Change it only through the tasktable functions.
+     * Every task: live_task (queued, running) and finished_task (succeeded,
+     * dead, cancelled). Read-only: change tasks through the tasktable
+     * functions.
      */
     public static final Task TASK = Task.TASK;
 

@@ -6,6 +6,8 @@ package io.tasktable.db;
 
 import io.tasktable.db.tables.ClaimTasks;
 import io.tasktable.db.tables.FailTasks;
+import io.tasktable.db.tables.FinishedTask;
+import io.tasktable.db.tables.LiveTask;
 import io.tasktable.db.tables.Queue;
 import io.tasktable.db.tables.QueueStats;
 import io.tasktable.db.tables.Task;
@@ -172,6 +174,19 @@ public class Tasktable extends SchemaImpl {
     }
 
     /**
+     * Succeeded, dead and cancelled tasks until prune_tasks deletes them.
+     * Change it only through the tasktable functions; read tasks from the view
+     * tasktable.task.
+     */
+    public final FinishedTask FINISHED_TASK = FinishedTask.FINISHED_TASK;
+
+    /**
+     * Queued and running tasks (the hot table). Change it only through the
+     * tasktable functions; read tasks from the view tasktable.task.
+     */
+    public final LiveTask LIVE_TASK = LiveTask.LIVE_TASK;
+
+    /**
      * Per-queue policy. Create a queue with INSERT INTO tasktable.queue (name)
      * VALUES (...); tune it with UPDATE.
      */
@@ -184,7 +199,9 @@ public class Tasktable extends SchemaImpl {
     public final QueueStats QUEUE_STATS = QueueStats.QUEUE_STATS;
 
     /**
-     * One row per task. Change it only through the tasktable functions.
+     * Every task: live_task (queued, running) and finished_task (succeeded,
+     * dead, cancelled). Read-only: change tasks through the tasktable
+     * functions.
      */
     public final Task TASK = Task.TASK;
 
@@ -212,6 +229,8 @@ public class Tasktable extends SchemaImpl {
         return Arrays.asList(
             ClaimTasks.CLAIM_TASKS,
             FailTasks.FAIL_TASKS,
+            FinishedTask.FINISHED_TASK,
+            LiveTask.LIVE_TASK,
             Queue.QUEUE,
             QueueStats.QUEUE_STATS,
             Task.TASK,

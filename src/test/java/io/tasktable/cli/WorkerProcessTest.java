@@ -103,7 +103,7 @@ class WorkerProcessTest {
         assertThat(process.waitFor(30, TimeUnit.SECONDS)).isTrue();
         assertThat(process.exitValue()).isEqualTo(KILLED);
         assertThat(count("state = 'running'")).as("a dead worker's tasks stay running until their lease expires").isEqualTo(20);
-        Sql.update(c, "UPDATE tasktable.task SET lease_expires_at = now() - interval '1 second' WHERE state = 'running'");
+        Sql.update(c, "UPDATE tasktable.live_task SET lease_expires_at = now() - interval '1 second' WHERE state = 'running'");
 
         try (ConnectionPool pool = ConnectionPool.open(db.url(), "tasktable-rescuer", ConnectionPool.DEFAULT_SIZE);
              Worker rescuer = rescuer(pool)) {

@@ -85,7 +85,7 @@ class CommitFaultsTest {
             s.execute("CREATE OR REPLACE FUNCTION public.stall_commit() RETURNS trigger LANGUAGE plpgsql AS $$ "
                     + "BEGIN IF nextval('public.commit_stall_seq') <= " + stalls + " THEN "
                     + "PERFORM pg_advisory_xact_lock(" + COMMIT_GATE + "); END IF; RETURN NULL; END $$");
-            s.execute("CREATE CONSTRAINT TRIGGER stall_commit AFTER UPDATE ON tasktable.task "
+            s.execute("CREATE CONSTRAINT TRIGGER stall_commit AFTER INSERT ON tasktable.finished_task "
                     + "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.state = 'succeeded') "
                     + "EXECUTE FUNCTION public.stall_commit()");
         }
@@ -93,7 +93,7 @@ class CommitFaultsTest {
 
     private static void dropStall(FaultHarness h) throws Exception {
         try (Statement s = h.c.createStatement()) {
-            s.execute("DROP TRIGGER IF EXISTS stall_commit ON tasktable.task");
+            s.execute("DROP TRIGGER IF EXISTS stall_commit ON tasktable.finished_task");
             s.execute("DROP FUNCTION IF EXISTS public.stall_commit()");
         }
     }
@@ -126,7 +126,7 @@ class CommitFaultsTest {
                 s.execute("CREATE OR REPLACE FUNCTION public.fail_commit() RETURNS trigger LANGUAGE plpgsql AS $$ "
                         + "BEGIN IF clock_timestamp() < (SELECT until FROM public.commit_gate) THEN "
                         + "RAISE EXCEPTION 'simulated commit failure' USING ERRCODE = '40001'; END IF; RETURN NULL; END $$");
-                s.execute("CREATE CONSTRAINT TRIGGER fail_commit AFTER UPDATE ON tasktable.task "
+                s.execute("CREATE CONSTRAINT TRIGGER fail_commit AFTER INSERT ON tasktable.finished_task "
                         + "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.state = 'succeeded') "
                         + "EXECUTE FUNCTION public.fail_commit()");
             }
@@ -143,7 +143,7 @@ class CommitFaultsTest {
                 assertThat(result.executedMoreThanOnce()).isZero();
             } finally {
                 try (Statement s = h.c.createStatement()) {
-                    s.execute("DROP TRIGGER IF EXISTS fail_commit ON tasktable.task");
+                    s.execute("DROP TRIGGER IF EXISTS fail_commit ON tasktable.finished_task");
                     s.execute("DROP FUNCTION IF EXISTS public.fail_commit()");
                     s.execute("DROP TABLE IF EXISTS public.commit_gate");
                 }

@@ -118,7 +118,7 @@ final class FaultHarness implements AutoCloseable {
 
     /** Ids of running tasks claimed by this process, their leases expired now (a crash without the wait). */
     List<Long> expireLeasesOf(Process p) throws SQLException {
-        return Sql.rows(c, "UPDATE tasktable.task SET lease_expires_at = now() - interval '1 second' "
+        return Sql.rows(c, "UPDATE tasktable.live_task SET lease_expires_at = now() - interval '1 second' "
                         + "WHERE state = 'running' AND worker LIKE ? RETURNING id", WorkerProcess.workerPattern(p))
                 .stream().map(r -> (Long) r.get("id")).toList();
     }

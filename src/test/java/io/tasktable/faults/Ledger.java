@@ -50,23 +50,26 @@ final class Ledger implements AutoCloseable {
             s.execute("DROP TABLE IF EXISTS final_transition");
             s.execute("CREATE TABLE final_transition (task_id bigint NOT NULL, attempt int NOT NULL, "
                     + "state text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())");
+            // A task enters a final state by moving into finished_task (migration V5), and leaves it by prune_tasks
+            // or by retry_task, which moves it back to live_task in the same statement (logged as retried).
             s.execute("""
                     CREATE OR REPLACE FUNCTION public.log_final_transition() RETURNS trigger LANGUAGE plpgsql AS $$
                     BEGIN
                         IF TG_OP = 'DELETE' THEN
-                            INSERT INTO public.final_transition (task_id, attempt, state) VALUES (OLD.id, OLD.attempt, 'pruned');
+                            INSERT INTO public.final_transition (task_id, attempt, state)
+                            VALUES (OLD.id, OLD.attempt, CASE WHEN EXISTS (SELECT FROM tasktable.live_task l WHERE l.id = OLD.id)
+                                                              THEN 'retried' ELSE 'pruned' END);
                         ELSE
                             INSERT INTO public.final_transition (task_id, attempt, state) VALUES (NEW.id, NEW.attempt, NEW.state);
                         END IF;
                         RETURN NULL;
                     END $$""");
-            s.execute("DROP TRIGGER IF EXISTS fault_ledger ON tasktable.task");
-            s.execute("CREATE TRIGGER fault_ledger AFTER UPDATE ON tasktable.task FOR EACH ROW "
-                    + "WHEN (NEW.state IS DISTINCT FROM OLD.state AND NEW.state IN ('succeeded', 'dead', 'cancelled')) "
+            s.execute("DROP TRIGGER IF EXISTS fault_ledger ON tasktable.finished_task");
+            s.execute("CREATE TRIGGER fault_ledger AFTER INSERT ON tasktable.finished_task FOR EACH ROW "
                     + "EXECUTE FUNCTION public.log_final_transition()");
-            s.execute("DROP TRIGGER IF EXISTS fault_ledger_prune ON tasktable.task");
-            s.execute("CREATE TRIGGER fault_ledger_prune AFTER DELETE ON tasktable.task FOR EACH ROW "
-                    + "WHEN (OLD.state IN ('succeeded', 'dead', 'cancelled')) EXECUTE FUNCTION public.log_final_transition()");
+            s.execute("DROP TRIGGER IF EXISTS fault_ledger_prune ON tasktable.finished_task");
+            s.execute("CREATE TRIGGER fault_ledger_prune AFTER DELETE ON tasktable.finished_task FOR EACH ROW "
+                    + "EXECUTE FUNCTION public.log_final_transition()");
         }
         return new Ledger(db);
     }
@@ -132,8 +135,8 @@ final class Ledger implements AutoCloseable {
     @Override
     public void close() throws SQLException {
         try (Connection c = db.connect(); Statement s = c.createStatement()) {
-            s.execute("DROP TRIGGER IF EXISTS fault_ledger ON tasktable.task");
-            s.execute("DROP TRIGGER IF EXISTS fault_ledger_prune ON tasktable.task");
+            s.execute("DROP TRIGGER IF EXISTS fault_ledger ON tasktable.finished_task");
+            s.execute("DROP TRIGGER IF EXISTS fault_ledger_prune ON tasktable.finished_task");
             s.execute("DROP FUNCTION IF EXISTS public.log_final_transition()");
         }
     }

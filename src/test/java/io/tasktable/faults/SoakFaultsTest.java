@@ -55,12 +55,12 @@ class SoakFaultsTest {
              ConnectionPool pool = ConnectionPool.open(db.url(), "tt-soak", 2 * ConnectionPool.DEFAULT_SIZE)) {
             try (Statement s = h.c.createStatement()) {
                 s.execute("INSERT INTO tasktable.queue (name, retention) VALUES ('history', '100 years')");
-                s.execute("INSERT INTO tasktable.task (queue, kind, state, attempt, started_at, finished_at, created_at) "
+                s.execute("INSERT INTO tasktable.finished_task (queue, kind, state, attempt, started_at, finished_at, created_at) "
                         + "SELECT 'history', 'record', 'succeeded', 1, now() - interval '1 hour', now() - interval '1 hour', "
                         + "now() - interval '1 hour' FROM generate_series(1, " + history + ")");
                 // finished live tasks are pruned after a minute, so the table reaches a steady size
                 s.execute("UPDATE tasktable.queue SET retention = '1 minute' WHERE name = 'default'");
-                s.execute("VACUUM ANALYZE tasktable.task");
+                s.execute("VACUUM ANALYZE tasktable.live_task, tasktable.finished_task");
             }
             List<Long> ids = Collections.synchronizedList(new ArrayList<>());
             ScheduledExecutorService load = Executors.newSingleThreadScheduledExecutor();
@@ -76,7 +76,7 @@ class SoakFaultsTest {
                 for (int minute = 1; minute <= minutes; minute++) {
                     if (!autovacuum) {
                         try (Statement s = h.c.createStatement()) {
-                            s.execute("VACUUM (ANALYZE) tasktable.task");
+                            s.execute("VACUUM (ANALYZE) tasktable.live_task, tasktable.finished_task");
                         }
                     }
                     Object from = Sql.value(h.c, "SELECT clock_timestamp()");
@@ -87,7 +87,7 @@ class SoakFaultsTest {
                     Map<String, Object> row = Sql.rows(h.c, "SELECT coalesce(1000 * extract(epoch FROM percentile_cont(0.5) "
                             + "WITHIN GROUP (ORDER BY started_at - run_at)), 0) AS p50, coalesce(1000 * extract(epoch FROM "
                             + "percentile_cont(0.99) WITHIN GROUP (ORDER BY started_at - run_at)), 0) AS p99, "
-                            + "pg_total_relation_size('tasktable.task') AS bytes, "
+                            + "pg_total_relation_size('tasktable.live_task') + pg_total_relation_size('tasktable.finished_task') AS bytes, "
                             + "(SELECT count(*) FROM tasktable.task WHERE queue = 'default') AS live "
                             + "FROM tasktable.task WHERE queue = 'default' AND started_at >= ?::timestamptz", from).getFirst();
                     Sample sample = new Sample(m, ((Number) row.get("p50")).doubleValue(), ((Number) row.get("p99")).doubleValue(),

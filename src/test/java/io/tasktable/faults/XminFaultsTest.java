@@ -107,9 +107,9 @@ class XminFaultsTest {
     /** VACUUM, then the dead tuples it had to leave. */
     private static Phase vacuumed(FaultHarness h) throws SQLException {
         try (Statement s = h.c.createStatement()) {
-            s.execute("VACUUM tasktable.task");
+            s.execute("VACUUM tasktable.live_task");
         }
-        long dead = Sql.count(h.c, "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'tasktable.task'::regclass");
+        long dead = Sql.count(h.c, "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'tasktable.live_task'::regclass");
         return new Phase(0, 0, dead);
     }
 }

@@ -128,7 +128,7 @@ class DashboardBrowserTest {
                 Sql.value(c, "SELECT tasktable.complete_task(?, ?)", task.get("id"), task.get("attempt"));
             }
             // Forge the finish times so the throughput chart has bars in several minutes.
-            Sql.update(c, "UPDATE tasktable.task SET finished_at = now() - (id % 5) * interval '1 minute'"
+            Sql.update(c, "UPDATE tasktable.finished_task SET finished_at = now() - (id % 5) * interval '1 minute'"
                     + " WHERE state = 'succeeded'");
 
             long dead = (Long) Sql.value(c, "SELECT tasktable.enqueue_task('charge_card', '{\"order\": 42}')");
@@ -145,7 +145,7 @@ class DashboardBrowserTest {
             Sql.value(c, "SELECT tasktable.enqueue_task('welcome_email', queue => 'mail')");
             Sql.value(c, "SELECT tasktable.enqueue_task('digest_email', queue => 'mail')");
             Sql.value(c, "SELECT tasktable.enqueue_task('reminder', queue => 'mail', run_at => now() + interval '1 hour')");
-            Sql.update(c, "UPDATE tasktable.task SET run_at = now() - interval '95 seconds' WHERE queue = 'mail'"
+            Sql.update(c, "UPDATE tasktable.live_task SET run_at = now() - interval '95 seconds' WHERE queue = 'mail'"
                     + " AND kind = 'welcome_email'");
             return dead;
         }

@@ -126,7 +126,7 @@ public final class TestDatabase implements AutoCloseable {
     /** Back to a freshly migrated state: no tasks, only the default queue with default policy. */
     public void reset() throws SQLException {
         try (Connection c = connect(); Statement s = c.createStatement()) {
-            s.execute("TRUNCATE tasktable.task RESTART IDENTITY");
+            s.execute("TRUNCATE tasktable.live_task, tasktable.finished_task RESTART IDENTITY");
             s.execute("DELETE FROM tasktable.queue");
             s.execute("INSERT INTO tasktable.queue (name) VALUES ('default')");
         }

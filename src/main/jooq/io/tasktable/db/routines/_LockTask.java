@@ -17,7 +17,8 @@ import org.jooq.impl.SQLDataType;
 
 
 /**
- * Internal: lock a task row for an admin change, or raise TT010.
+ * Internal: lock a task row (live or finished) for an admin change, or raise
+ * TT010.
  */
 @SuppressWarnings({ "all", "unchecked", "rawtypes", "this-escape" })
 public class _LockTask extends AbstractRoutine<TaskRecord> {
@@ -38,7 +39,7 @@ public class _LockTask extends AbstractRoutine<TaskRecord> {
      * Create a new routine call instance
      */
     public _LockTask() {
-        super("_lock_task", Tasktable.TASKTABLE, DSL.comment("Internal: lock a task row for an admin change, or raise TT010."), Task.TASK.getDataType());
+        super("_lock_task", Tasktable.TASKTABLE, DSL.comment("Internal: lock a task row (live or finished) for an admin change, or raise TT010."), Task.TASK.getDataType());
 
         setReturnParameter(RETURN_VALUE);
         addInParameter(TASK_ID);

@@ -53,42 +53,42 @@ public class ClaimTasks extends TableImpl<TaskRecord> {
     /**
      * The column <code>tasktable.claim_tasks.id</code>.
      */
-    public final TableField<TaskRecord, Long> ID = createField(DSL.name("id"), SQLDataType.BIGINT.nullable(false), this, "");
+    public final TableField<TaskRecord, Long> ID = createField(DSL.name("id"), SQLDataType.BIGINT, this, "");
 
     /**
      * The column <code>tasktable.claim_tasks.queue</code>.
      */
-    public final TableField<TaskRecord, String> QUEUE = createField(DSL.name("queue"), SQLDataType.CLOB.nullable(false), this, "");
+    public final TableField<TaskRecord, String> QUEUE = createField(DSL.name("queue"), SQLDataType.CLOB, this, "");
 
     /**
      * The column <code>tasktable.claim_tasks.kind</code>.
      */
-    public final TableField<TaskRecord, String> KIND = createField(DSL.name("kind"), SQLDataType.CLOB.nullable(false), this, "");
+    public final TableField<TaskRecord, String> KIND = createField(DSL.name("kind"), SQLDataType.CLOB, this, "");
 
     /**
      * The column <code>tasktable.claim_tasks.payload</code>.
      */
-    public final TableField<TaskRecord, JSONB> PAYLOAD = createField(DSL.name("payload"), SQLDataType.JSONB.nullable(false).defaultValue(DSL.field(DSL.raw("'{}'::jsonb"), SQLDataType.JSONB)), this, "");
+    public final TableField<TaskRecord, JSONB> PAYLOAD = createField(DSL.name("payload"), SQLDataType.JSONB, this, "");
 
     /**
      * The column <code>tasktable.claim_tasks.state</code>.
      */
-    public final TableField<TaskRecord, TaskState> STATE = createField(DSL.name("state"), SQLDataType.VARCHAR.nullable(false).defaultValue(DSL.field(DSL.raw("'queued'::tasktable.task_state"), SQLDataType.VARCHAR)).asEnumDataType(TaskState.class), this, "");
+    public final TableField<TaskRecord, TaskState> STATE = createField(DSL.name("state"), SQLDataType.VARCHAR.asEnumDataType(TaskState.class), this, "");
 
     /**
      * The column <code>tasktable.claim_tasks.priority</code>.
      */
-    public final TableField<TaskRecord, Integer> PRIORITY = createField(DSL.name("priority"), SQLDataType.INTEGER.nullable(false).defaultValue(DSL.field(DSL.raw("0"), SQLDataType.INTEGER)), this, "");
+    public final TableField<TaskRecord, Integer> PRIORITY = createField(DSL.name("priority"), SQLDataType.INTEGER, this, "");
 
     /**
      * The column <code>tasktable.claim_tasks.run_at</code>.
      */
-    public final TableField<TaskRecord, OffsetDateTime> RUN_AT = createField(DSL.name("run_at"), SQLDataType.TIMESTAMPWITHTIMEZONE(6).nullable(false).defaultValue(DSL.field(DSL.raw("now()"), SQLDataType.TIMESTAMPWITHTIMEZONE)), this, "");
+    public final TableField<TaskRecord, OffsetDateTime> RUN_AT = createField(DSL.name("run_at"), SQLDataType.TIMESTAMPWITHTIMEZONE(6), this, "");
 
     /**
      * The column <code>tasktable.claim_tasks.attempt</code>.
      */
-    public final TableField<TaskRecord, Integer> ATTEMPT = createField(DSL.name("attempt"), SQLDataType.INTEGER.nullable(false).defaultValue(DSL.field(DSL.raw("0"), SQLDataType.INTEGER)), this, "");
+    public final TableField<TaskRecord, Integer> ATTEMPT = createField(DSL.name("attempt"), SQLDataType.INTEGER, this, "");
 
     /**
      * The column <code>tasktable.claim_tasks.max_attempts</code>.
@@ -123,7 +123,7 @@ public class ClaimTasks extends TableImpl<TaskRecord> {
     /**
      * The column <code>tasktable.claim_tasks.created_at</code>.
      */
-    public final TableField<TaskRecord, OffsetDateTime> CREATED_AT = createField(DSL.name("created_at"), SQLDataType.TIMESTAMPWITHTIMEZONE(6).nullable(false).defaultValue(DSL.field(DSL.raw("now()"), SQLDataType.TIMESTAMPWITHTIMEZONE)), this, "");
+    public final TableField<TaskRecord, OffsetDateTime> CREATED_AT = createField(DSL.name("created_at"), SQLDataType.TIMESTAMPWITHTIMEZONE(6), this, "");
 
     /**
      * The column <code>tasktable.claim_tasks.started_at</code>.

@@ -6,7 +6,8 @@ package io.tasktable.db.tables;
 
 import io.tasktable.db.Keys;
 import io.tasktable.db.Tasktable;
-import io.tasktable.db.tables.Task.TaskPath;
+import io.tasktable.db.tables.FinishedTask.FinishedTaskPath;
+import io.tasktable.db.tables.LiveTask.LiveTaskPath;
 import io.tasktable.db.tables.records.QueueRecord;
 
 import java.time.OffsetDateTime;
@@ -201,17 +202,30 @@ public class Queue extends TableImpl<QueueRecord> {
         return Keys.QUEUE_PKEY;
     }
 
-    private transient TaskPath _task;
+    private transient FinishedTaskPath _finishedTask;
 
     /**
-     * Get the implicit to-many join path to the <code>tasktable.task</code>
-     * table
+     * Get the implicit to-many join path to the
+     * <code>tasktable.finished_task</code> table
      */
-    public TaskPath task() {
-        if (_task == null)
-            _task = new TaskPath(this, null, Keys.TASK__TASK_QUEUE_FKEY.getInverseKey());
+    public FinishedTaskPath finishedTask() {
+        if (_finishedTask == null)
+            _finishedTask = new FinishedTaskPath(this, null, Keys.FINISHED_TASK__FINISHED_TASK_QUEUE_FKEY.getInverseKey());
 
-        return _task;
+        return _finishedTask;
+    }
+
+    private transient LiveTaskPath _liveTask;
+
+    /**
+     * Get the implicit to-many join path to the
+     * <code>tasktable.live_task</code> table
+     */
+    public LiveTaskPath liveTask() {
+        if (_liveTask == null)
+            _liveTask = new LiveTaskPath(this, null, Keys.LIVE_TASK__TASK_QUEUE_FKEY.getInverseKey());
+
+        return _liveTask;
     }
 
     @Override

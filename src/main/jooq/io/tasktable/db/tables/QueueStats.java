@@ -102,17 +102,28 @@ public class QueueStats extends TableImpl<QueueStatsRecord> {
     private QueueStats(Name alias, Table<QueueStatsRecord> aliased, Field<?>[] parameters, Condition where) {
         super(alias, null, aliased, parameters, DSL.comment("Per queue: tasks by state (ready = queued and due now), and how long the oldest ready task has waited."), TableOptions.view("""
         CREATE VIEW "queue_stats" AS  SELECT q.name AS queue,
-          q.paused,
-          count(t.id) FILTER (WHERE (t.state = 'queued'::tasktable.task_state)) AS queued,
-          count(t.id) FILTER (WHERE ((t.state = 'queued'::tasktable.task_state) AND (t.run_at <= now()))) AS ready,
-          count(t.id) FILTER (WHERE (t.state = 'running'::tasktable.task_state)) AS running,
-          count(t.id) FILTER (WHERE (t.state = 'succeeded'::tasktable.task_state)) AS succeeded,
-          count(t.id) FILTER (WHERE (t.state = 'dead'::tasktable.task_state)) AS dead,
-          count(t.id) FILTER (WHERE (t.state = 'cancelled'::tasktable.task_state)) AS cancelled,
-          (now() - min(t.run_at) FILTER (WHERE ((t.state = 'queued'::tasktable.task_state) AND (t.run_at <= now())))) AS oldest_ready_age
-         FROM (tasktable.queue q
-           LEFT JOIN tasktable.task t ON ((t.queue = q.name)))
-        GROUP BY q.name, q.paused;
+         q.paused,
+         COALESCE(l.queued, (0)::bigint) AS queued,
+         COALESCE(l.ready, (0)::bigint) AS ready,
+         COALESCE(l.running, (0)::bigint) AS running,
+         COALESCE(f.succeeded, (0)::bigint) AS succeeded,
+         COALESCE(f.dead, (0)::bigint) AS dead,
+         COALESCE(f.cancelled, (0)::bigint) AS cancelled,
+         l.oldest_ready_age
+        FROM ((tasktable.queue q
+          LEFT JOIN ( SELECT t.queue,
+                 count(*) FILTER (WHERE (t.state = 'queued'::tasktable.task_state)) AS queued,
+                 count(*) FILTER (WHERE ((t.state = 'queued'::tasktable.task_state) AND (t.run_at <= now()))) AS ready,
+                 count(*) FILTER (WHERE (t.state = 'running'::tasktable.task_state)) AS running,
+                 (now() - min(t.run_at) FILTER (WHERE ((t.state = 'queued'::tasktable.task_state) AND (t.run_at <= now())))) AS oldest_ready_age
+                FROM tasktable.live_task t
+               GROUP BY t.queue) l ON ((l.queue = q.name)))
+          LEFT JOIN ( SELECT t.queue,
+                 count(*) FILTER (WHERE (t.state = 'succeeded'::tasktable.task_state)) AS succeeded,
+                 count(*) FILTER (WHERE (t.state = 'dead'::tasktable.task_state)) AS dead,
+                 count(*) FILTER (WHERE (t.state = 'cancelled'::tasktable.task_state)) AS cancelled
+                FROM tasktable.finished_task t
+               GROUP BY t.queue) f ON ((f.queue = q.name)));
         """), where);
     }
 

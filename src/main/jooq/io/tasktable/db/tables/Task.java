@@ -4,31 +4,19 @@
 package io.tasktable.db.tables;
 
 
-import io.tasktable.db.Indexes;
-import io.tasktable.db.Keys;
 import io.tasktable.db.Tasktable;
 import io.tasktable.db.enums.TaskState;
-import io.tasktable.db.tables.Queue.QueuePath;
 import io.tasktable.db.tables.records.TaskRecord;
 
 import java.time.OffsetDateTime;
-import java.util.Arrays;
 import java.util.Collection;
-import java.util.List;
 
-import org.jooq.Check;
 import org.jooq.Condition;
 import org.jooq.Field;
-import org.jooq.ForeignKey;
-import org.jooq.Identity;
-import org.jooq.Index;
-import org.jooq.InverseForeignKey;
 import org.jooq.JSONB;
 import org.jooq.Name;
-import org.jooq.Path;
 import org.jooq.PlainSQL;
 import org.jooq.QueryPart;
-import org.jooq.Record;
 import org.jooq.SQL;
 import org.jooq.Schema;
 import org.jooq.Stringly;
@@ -36,7 +24,6 @@ import org.jooq.Table;
 import org.jooq.TableField;
 import org.jooq.TableLike;
 import org.jooq.TableOptions;
-import org.jooq.UniqueKey;
 import org.jooq.impl.DSL;
 import org.jooq.impl.Internal;
 import org.jooq.impl.SQLDataType;
@@ -44,7 +31,8 @@ import org.jooq.impl.TableImpl;
 
 
 /**
- * One row per task. Change it only through the tasktable functions.
+ * Every task: live_task (queued, running) and finished_task (succeeded, dead,
+ * cancelled). Read-only: change tasks through the tasktable functions.
  */
 @SuppressWarnings({ "all", "unchecked", "rawtypes", "this-escape" })
 public class Task extends TableImpl<TaskRecord> {
@@ -67,62 +55,57 @@ public class Task extends TableImpl<TaskRecord> {
     /**
      * The column <code>tasktable.task.id</code>.
      */
-    public final TableField<TaskRecord, Long> ID = createField(DSL.name("id"), SQLDataType.BIGINT.nullable(false).generatedAlwaysAsIdentity(), this, "");
+    public final TableField<TaskRecord, Long> ID = createField(DSL.name("id"), SQLDataType.BIGINT, this, "");
 
     /**
      * The column <code>tasktable.task.queue</code>.
      */
-    public final TableField<TaskRecord, String> QUEUE = createField(DSL.name("queue"), SQLDataType.CLOB.nullable(false), this, "");
+    public final TableField<TaskRecord, String> QUEUE = createField(DSL.name("queue"), SQLDataType.CLOB, this, "");
 
     /**
      * The column <code>tasktable.task.kind</code>.
      */
-    public final TableField<TaskRecord, String> KIND = createField(DSL.name("kind"), SQLDataType.CLOB.nullable(false), this, "");
+    public final TableField<TaskRecord, String> KIND = createField(DSL.name("kind"), SQLDataType.CLOB, this, "");
 
     /**
      * The column <code>tasktable.task.payload</code>.
      */
-    public final TableField<TaskRecord, JSONB> PAYLOAD = createField(DSL.name("payload"), SQLDataType.JSONB.nullable(false).defaultValue(DSL.field(DSL.raw("'{}'::jsonb"), SQLDataType.JSONB)), this, "");
+    public final TableField<TaskRecord, JSONB> PAYLOAD = createField(DSL.name("payload"), SQLDataType.JSONB, this, "");
 
     /**
      * The column <code>tasktable.task.state</code>.
      */
-    public final TableField<TaskRecord, TaskState> STATE = createField(DSL.name("state"), SQLDataType.VARCHAR.nullable(false).defaultValue(DSL.field(DSL.raw("'queued'::tasktable.task_state"), SQLDataType.VARCHAR)).asEnumDataType(TaskState.class), this, "");
+    public final TableField<TaskRecord, TaskState> STATE = createField(DSL.name("state"), SQLDataType.VARCHAR.asEnumDataType(TaskState.class), this, "");
 
     /**
-     * The column <code>tasktable.task.priority</code>. Higher runs first
-     * (-1000..1000).
+     * The column <code>tasktable.task.priority</code>.
      */
-    public final TableField<TaskRecord, Integer> PRIORITY = createField(DSL.name("priority"), SQLDataType.INTEGER.nullable(false).defaultValue(DSL.field(DSL.raw("0"), SQLDataType.INTEGER)), this, "Higher runs first (-1000..1000).");
+    public final TableField<TaskRecord, Integer> PRIORITY = createField(DSL.name("priority"), SQLDataType.INTEGER, this, "");
 
     /**
      * The column <code>tasktable.task.run_at</code>.
      */
-    public final TableField<TaskRecord, OffsetDateTime> RUN_AT = createField(DSL.name("run_at"), SQLDataType.TIMESTAMPWITHTIMEZONE(6).nullable(false).defaultValue(DSL.field(DSL.raw("now()"), SQLDataType.TIMESTAMPWITHTIMEZONE)), this, "");
+    public final TableField<TaskRecord, OffsetDateTime> RUN_AT = createField(DSL.name("run_at"), SQLDataType.TIMESTAMPWITHTIMEZONE(6), this, "");
 
     /**
-     * The column <code>tasktable.task.attempt</code>. Number of times the task
-     * was claimed; also the fencing token a worker passes back.
+     * The column <code>tasktable.task.attempt</code>.
      */
-    public final TableField<TaskRecord, Integer> ATTEMPT = createField(DSL.name("attempt"), SQLDataType.INTEGER.nullable(false).defaultValue(DSL.field(DSL.raw("0"), SQLDataType.INTEGER)), this, "Number of times the task was claimed; also the fencing token a worker passes back.");
+    public final TableField<TaskRecord, Integer> ATTEMPT = createField(DSL.name("attempt"), SQLDataType.INTEGER, this, "");
 
     /**
-     * The column <code>tasktable.task.max_attempts</code>. NULL: follow the
-     * queue's max_attempts.
+     * The column <code>tasktable.task.max_attempts</code>.
      */
-    public final TableField<TaskRecord, Integer> MAX_ATTEMPTS = createField(DSL.name("max_attempts"), SQLDataType.INTEGER, this, "NULL: follow the queue's max_attempts.");
+    public final TableField<TaskRecord, Integer> MAX_ATTEMPTS = createField(DSL.name("max_attempts"), SQLDataType.INTEGER, this, "");
 
     /**
-     * The column <code>tasktable.task.dedup_key</code>. At most one queued or
-     * running task per (queue, dedup_key).
+     * The column <code>tasktable.task.dedup_key</code>.
      */
-    public final TableField<TaskRecord, String> DEDUP_KEY = createField(DSL.name("dedup_key"), SQLDataType.CLOB, this, "At most one queued or running task per (queue, dedup_key).");
+    public final TableField<TaskRecord, String> DEDUP_KEY = createField(DSL.name("dedup_key"), SQLDataType.CLOB, this, "");
 
     /**
-     * The column <code>tasktable.task.worker</code>. The worker that claimed
-     * the task last.
+     * The column <code>tasktable.task.worker</code>.
      */
-    public final TableField<TaskRecord, String> WORKER = createField(DSL.name("worker"), SQLDataType.CLOB, this, "The worker that claimed the task last.");
+    public final TableField<TaskRecord, String> WORKER = createField(DSL.name("worker"), SQLDataType.CLOB, this, "");
 
     /**
      * The column <code>tasktable.task.lease_expires_at</code>.
@@ -142,7 +125,7 @@ public class Task extends TableImpl<TaskRecord> {
     /**
      * The column <code>tasktable.task.created_at</code>.
      */
-    public final TableField<TaskRecord, OffsetDateTime> CREATED_AT = createField(DSL.name("created_at"), SQLDataType.TIMESTAMPWITHTIMEZONE(6).nullable(false).defaultValue(DSL.field(DSL.raw("now()"), SQLDataType.TIMESTAMPWITHTIMEZONE)), this, "");
+    public final TableField<TaskRecord, OffsetDateTime> CREATED_AT = createField(DSL.name("created_at"), SQLDataType.TIMESTAMPWITHTIMEZONE(6), this, "");
 
     /**
      * The column <code>tasktable.task.started_at</code>.
@@ -159,7 +142,45 @@ public class Task extends TableImpl<TaskRecord> {
     }
 
     private Task(Name alias, Table<TaskRecord> aliased, Field<?>[] parameters, Condition where) {
-        super(alias, null, aliased, parameters, DSL.comment("One row per task. Change it only through the tasktable functions."), TableOptions.table(), where);
+        super(alias, null, aliased, parameters, DSL.comment("Every task: live_task (queued, running) and finished_task (succeeded, dead, cancelled). Read-only: change tasks through the tasktable functions."), TableOptions.view("""
+         CREATE VIEW "task" AS  SELECT live_task.id,
+            live_task.queue,
+            live_task.kind,
+            live_task.payload,
+            live_task.state,
+            live_task.priority,
+            live_task.run_at,
+            live_task.attempt,
+            live_task.max_attempts,
+            live_task.dedup_key,
+            live_task.worker,
+            live_task.lease_expires_at,
+            live_task.last_error,
+            live_task.result,
+            live_task.created_at,
+            live_task.started_at,
+            live_task.finished_at
+           FROM tasktable.live_task
+        UNION ALL
+         SELECT finished_task.id,
+            finished_task.queue,
+            finished_task.kind,
+            finished_task.payload,
+            finished_task.state,
+            finished_task.priority,
+            finished_task.run_at,
+            finished_task.attempt,
+            finished_task.max_attempts,
+            finished_task.dedup_key,
+            finished_task.worker,
+            finished_task.lease_expires_at,
+            finished_task.last_error,
+            finished_task.result,
+            finished_task.created_at,
+            finished_task.started_at,
+            finished_task.finished_at
+           FROM tasktable.finished_task;
+        """), where);
     }
 
     /**
@@ -183,89 +204,9 @@ public class Task extends TableImpl<TaskRecord> {
         this(DSL.name("task"), null);
     }
 
-    public <O extends Record> Task(Table<O> path, ForeignKey<O, TaskRecord> childPath, InverseForeignKey<O, TaskRecord> parentPath) {
-        super(path, childPath, parentPath, TASK);
-    }
-
-    /**
-     * A subtype implementing {@link Path} for simplified path-based joins.
-     */
-    public static class TaskPath extends Task implements Path<TaskRecord> {
-
-        private static final long serialVersionUID = 1L;
-        public <O extends Record> TaskPath(Table<O> path, ForeignKey<O, TaskRecord> childPath, InverseForeignKey<O, TaskRecord> parentPath) {
-            super(path, childPath, parentPath);
-        }
-        private TaskPath(Name alias, Table<TaskRecord> aliased) {
-            super(alias, aliased);
-        }
-
-        @Override
-        public TaskPath as(String alias) {
-            return new TaskPath(DSL.name(alias), this);
-        }
-
-        @Override
-        public TaskPath as(Name alias) {
-            return new TaskPath(alias, this);
-        }
-
-        @Override
-        public TaskPath as(Table<?> alias) {
-            return new TaskPath(alias.getQualifiedName(), this);
-        }
-    }
-
     @Override
     public Schema getSchema() {
         return aliased() ? null : Tasktable.TASKTABLE;
-    }
-
-    @Override
-    public List<Index> getIndexes() {
-        return Arrays.asList(Indexes.TASK_CLAIM_IDX, Indexes.TASK_DEDUP_IDX, Indexes.TASK_FINISHED_IDX, Indexes.TASK_LEASE_IDX);
-    }
-
-    @Override
-    public Identity<TaskRecord, Long> getIdentity() {
-        return (Identity<TaskRecord, Long>) super.getIdentity();
-    }
-
-    @Override
-    public UniqueKey<TaskRecord> getPrimaryKey() {
-        return Keys.TASK_PKEY;
-    }
-
-    @Override
-    public List<ForeignKey<TaskRecord, ?>> getReferences() {
-        return Arrays.asList(Keys.TASK__TASK_QUEUE_FKEY);
-    }
-
-    private transient QueuePath _queue;
-
-    /**
-     * Get the implicit join path to the <code>tasktable.queue</code> table.
-     */
-    public QueuePath queue() {
-        if (_queue == null)
-            _queue = new QueuePath(this, Keys.TASK__TASK_QUEUE_FKEY, null);
-
-        return _queue;
-    }
-
-    @Override
-    public List<Check<TaskRecord>> getChecks() {
-        return Arrays.asList(
-            Internal.createCheck(this, DSL.name("attempt_within_max"), "(((attempt >= 0) AND (attempt <= max_attempts)))", true),
-            Internal.createCheck(this, DSL.name("dedup_key_valid"), "(((length(dedup_key) >= 1) AND (length(dedup_key) <= 255)))", true),
-            Internal.createCheck(this, DSL.name("finished_has_finished_at"), "(((state = ANY (ARRAY['succeeded'::tasktable.task_state, 'dead'::tasktable.task_state, 'cancelled'::tasktable.task_state])) = (finished_at IS NOT NULL)))", true),
-            Internal.createCheck(this, DSL.name("kind_valid"), "(((length(kind) >= 1) AND (length(kind) <= 255)))", true),
-            Internal.createCheck(this, DSL.name("payload_object_or_array"), "((jsonb_typeof(payload) = ANY (ARRAY['object'::text, 'array'::text])))", true),
-            Internal.createCheck(this, DSL.name("payload_size_limit"), "((octet_length((payload)::text) <= 1048576))", true),
-            Internal.createCheck(this, DSL.name("priority_in_range"), "(((priority >= '-1000'::integer) AND (priority <= 1000)))", true),
-            Internal.createCheck(this, DSL.name("result_size_limit"), "((octet_length((result)::text) <= 1048576))", true),
-            Internal.createCheck(this, DSL.name("running_has_lease"), "(((state = 'running'::tasktable.task_state) = (lease_expires_at IS NOT NULL)))", true)
-        );
     }
 
     @Override

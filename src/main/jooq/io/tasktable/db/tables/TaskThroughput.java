@@ -90,7 +90,7 @@ public class TaskThroughput extends TableImpl<TaskThroughputRecord> {
            CROSS JOIN unnest(ARRAY['succeeded'::tasktable.task_state, 'dead'::tasktable.task_state, 'cancelled'::tasktable.task_state]) s(state))
            CROSS JOIN LATERAL ( SELECT t.state,
                   t.finished_at
-                 FROM tasktable.task t
+                 FROM tasktable.finished_task t
                 WHERE ((t.queue = q.name) AND (t.state = s.state) AND (t.finished_at >= (date_trunc('minute'::text, now()) - '00:59:00'::interval)))) f)
         GROUP BY q.name, (date_trunc('minute'::text, f.finished_at));
         """), where);

@@ -10,15 +10,15 @@ import io.tasktable.db.tables.Task;
 import java.time.OffsetDateTime;
 
 import org.jooq.JSONB;
-import org.jooq.Record1;
-import org.jooq.impl.UpdatableRecordImpl;
+import org.jooq.impl.TableRecordImpl;
 
 
 /**
- * One row per task. Change it only through the tasktable functions.
+ * Every task: live_task (queued, running) and finished_task (succeeded, dead,
+ * cancelled). Read-only: change tasks through the tasktable functions.
  */
 @SuppressWarnings({ "all", "unchecked", "rawtypes", "this-escape" })
-public class TaskRecord extends UpdatableRecordImpl<TaskRecord> {
+public class TaskRecord extends TableRecordImpl<TaskRecord> {
 
     private static final long serialVersionUID = 1L;
 
@@ -93,16 +93,14 @@ public class TaskRecord extends UpdatableRecordImpl<TaskRecord> {
     }
 
     /**
-     * Setter for <code>tasktable.task.priority</code>. Higher runs first
-     * (-1000..1000).
+     * Setter for <code>tasktable.task.priority</code>.
      */
     public void setPriority(Integer value) {
         set(5, value);
     }
 
     /**
-     * Getter for <code>tasktable.task.priority</code>. Higher runs first
-     * (-1000..1000).
+     * Getter for <code>tasktable.task.priority</code>.
      */
     public Integer getPriority() {
         return (Integer) get(5);
@@ -123,64 +121,56 @@ public class TaskRecord extends UpdatableRecordImpl<TaskRecord> {
     }
 
     /**
-     * Setter for <code>tasktable.task.attempt</code>. Number of times the task
-     * was claimed; also the fencing token a worker passes back.
+     * Setter for <code>tasktable.task.attempt</code>.
      */
     public void setAttempt(Integer value) {
         set(7, value);
     }
 
     /**
-     * Getter for <code>tasktable.task.attempt</code>. Number of times the task
-     * was claimed; also the fencing token a worker passes back.
+     * Getter for <code>tasktable.task.attempt</code>.
      */
     public Integer getAttempt() {
         return (Integer) get(7);
     }
 
     /**
-     * Setter for <code>tasktable.task.max_attempts</code>. NULL: follow the
-     * queue's max_attempts.
+     * Setter for <code>tasktable.task.max_attempts</code>.
      */
     public void setMaxAttempts(Integer value) {
         set(8, value);
     }
 
     /**
-     * Getter for <code>tasktable.task.max_attempts</code>. NULL: follow the
-     * queue's max_attempts.
+     * Getter for <code>tasktable.task.max_attempts</code>.
      */
     public Integer getMaxAttempts() {
         return (Integer) get(8);
     }
 
     /**
-     * Setter for <code>tasktable.task.dedup_key</code>. At most one queued or
-     * running task per (queue, dedup_key).
+     * Setter for <code>tasktable.task.dedup_key</code>.
      */
     public void setDedupKey(String value) {
         set(9, value);
     }
 
     /**
-     * Getter for <code>tasktable.task.dedup_key</code>. At most one queued or
-     * running task per (queue, dedup_key).
+     * Getter for <code>tasktable.task.dedup_key</code>.
      */
     public String getDedupKey() {
         return (String) get(9);
     }
 
     /**
-     * Setter for <code>tasktable.task.worker</code>. The worker that claimed
-     * the task last.
+     * Setter for <code>tasktable.task.worker</code>.
      */
     public void setWorker(String value) {
         set(10, value);
     }
 
     /**
-     * Getter for <code>tasktable.task.worker</code>. The worker that claimed
-     * the task last.
+     * Getter for <code>tasktable.task.worker</code>.
      */
     public String getWorker() {
         return (String) get(10);
@@ -268,15 +258,6 @@ public class TaskRecord extends UpdatableRecordImpl<TaskRecord> {
      */
     public OffsetDateTime getFinishedAt() {
         return (OffsetDateTime) get(16);
-    }
-
-    // -------------------------------------------------------------------------
-    // Primary key information
-    // -------------------------------------------------------------------------
-
-    @Override
-    public Record1<Long> key() {
-        return (Record1) super.key();
     }
 
     // -------------------------------------------------------------------------
