@@ -18,6 +18,11 @@ final class Json {
 
     /** A jsonb value as the driver reads it: text. */
     static JsonNode parse(String jsonb) {
+        // The empty object (the default payload, and every payload of bench drain) needs no parser: setting one up
+        // for "{}" was 6% of the claim threads' samples (28 of 488) in bench drain at claims of 500 (JFR of the worker).
+        if ("{}".equals(jsonb)) {
+            return MAPPER.getNodeFactory().objectNode();
+        }
         try {
             return MAPPER.readTree(jsonb);
         } catch (JsonProcessingException e) {

@@ -1,5 +1,10 @@
 package io.tasktable;
 
+import java.sql.Array;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -12,8 +17,11 @@ import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 
+import javax.sql.DataSource;
+
 import org.jooq.DSLContext;
 import org.jooq.JSONB;
+import org.jooq.exception.DataAccessException;
 import org.jooq.impl.DSL;
 import org.jooq.types.YearToSecond;
 import org.slf4j.Logger;
@@ -55,6 +63,9 @@ final class Reporter {
     }
 
     private final DSLContext db;
+    private final DataSource dataSource;
+    /** complete_tasks as jOOQ renders it from the generated binding, rendered once: see {@link #complete}. */
+    private final String completeSql;
     private final WorkerObserver observer;
     private final BlockingQueue<Report> pending = new LinkedBlockingQueue<>();
     /**
@@ -70,8 +81,10 @@ final class Reporter {
     /** Valid once closing is set (it is written first). */
     private volatile long giveUpAtNanos;
 
-    Reporter(DSLContext db, String workerId, WorkerObserver observer) {
+    Reporter(DSLContext db, DataSource dataSource, String workerId, WorkerObserver observer) {
         this.db = db;
+        this.dataSource = dataSource;
+        this.completeSql = db.select(Routines.completeTasks((Long[]) null, null, null)).getSQL(); // bound per call
         this.observer = observer;
         this.thread = Thread.ofPlatform().daemon().name("tasktable-report-" + workerId).unstarted(this::loop);
     }
@@ -169,6 +182,11 @@ final class Reporter {
         batch.add(first);
         long flushAt = System.nanoTime() + FLUSH_DELAY.toNanos();
         while (batch.size() < MAX_BATCH) {
+            // what is there already, in one go (taking the queue's lock once, not once per report)
+            pending.drainTo(batch, MAX_BATCH - batch.size());
+            if (batch.size() == MAX_BATCH) {
+                break;
+            }
             Report next = pending.poll(Math.max(0, flushAt - System.nanoTime()), TimeUnit.NANOSECONDS);
             if (next == null) {
                 break;
@@ -183,7 +201,12 @@ final class Reporter {
      * is dealt with alone, so it never takes the other outcomes of its batch down with it.
      */
     private void send(List<Report> batch) {
-        List<Report> completions = batch.stream().filter(r -> r.result() instanceof TaskResult.Success).toList();
+        List<Report> completions = new ArrayList<>(batch.size());
+        for (Report r : batch) {
+            if (r.result() instanceof TaskResult.Success) {
+                completions.add(r);
+            }
+        }
         if (!completions.isEmpty()) {
             Set<Long> rejected = new HashSet<>();
             Set<Long> done = complete(completions, rejected);
@@ -196,7 +219,9 @@ final class Reporter {
             }
             // removeIf and one remove per run: removeAll compares every pair, quadratic in the batch
             batch.removeIf(r -> r.result() instanceof TaskResult.Success);
-            completions.forEach(r -> undelivered.remove(r.run()));
+            for (Report r : completions) {
+                undelivered.remove(r.run());
+            }
         }
         while (!batch.isEmpty()) {
             Report r = batch.getFirst();
@@ -237,12 +262,17 @@ final class Reporter {
      */
     private Set<Long> complete(List<Report> completions, Set<Long> rejected) {
         try {
-            Long[] ids = completions.stream().map(Report::id).toArray(Long[]::new);
-            Integer[] attempts = completions.stream().map(Report::attempt).toArray(Integer[]::new);
-            JSONB[] results = completions.stream()
-                    .map(r -> ((TaskResult.Success) r.result()).result().map(Json::jsonb).orElse(null))
-                    .toArray(JSONB[]::new);
-            return new HashSet<>(Arrays.asList(Routines.completeTasks(db.configuration(), ids, attempts, results)));
+            int n = completions.size();
+            Long[] ids = new Long[n];
+            Integer[] attempts = new Integer[n];
+            String[] results = new String[n];
+            for (int i = 0; i < n; i++) {
+                Report r = completions.get(i);
+                ids[i] = r.id();
+                attempts[i] = r.attempt();
+                results[i] = ((TaskResult.Success) r.result()).result().map(Json::jsonb).map(JSONB::data).orElse(null);
+            }
+            return new HashSet<>(Arrays.asList(completeTasks(ids, attempts, results)));
         } catch (RuntimeException e) {
             if (Retrying.isTransient(e)) {
                 throw e;
@@ -261,6 +291,27 @@ final class Reporter {
             observer.failed(1);
             rejected.add(r.id());
             return Set.of();
+        }
+    }
+
+    /**
+     * complete_tasks with the statement rendered once ({@link #completeSql}), its arrays bound by the driver.
+     * Measured in bench drain of 300,000 at claims of 500 x 2,000 (JFR of the worker): through the generated routine,
+     * jOOQ writing each batch's arrays out as text literals and running the call took 12-15% of the reporter
+     * thread's samples, about 5% of the worker's.
+     */
+    private Long[] completeTasks(Long[] ids, Integer[] attempts, String[] results) {
+        try (Connection c = dataSource.getConnection(); PreparedStatement call = c.prepareStatement(completeSql)) {
+            call.setArray(1, c.createArrayOf("int8", ids));
+            call.setArray(2, c.createArrayOf("int4", attempts));
+            call.setArray(3, c.createArrayOf("jsonb", results));
+            try (ResultSet row = call.executeQuery()) {
+                row.next();
+                Array done = row.getArray(1);
+                return done == null ? null : (Long[]) done.getArray();
+            }
+        } catch (SQLException e) {
+            throw new DataAccessException("complete_tasks: " + e.getMessage(), e);
         }
     }
 

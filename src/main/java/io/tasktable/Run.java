@@ -1,7 +1,6 @@
 package io.tasktable;
 
 import java.time.Duration;
-import java.util.concurrent.Future;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.Consumer;
 
@@ -20,7 +19,7 @@ final class Run implements TaskContext {
     private final AtomicReference<Ending> ending = new AtomicReference<>();
     private final Thread thread;
     private volatile long lastRenewedNanos;
-    private volatile Future<?> timeout;
+    private volatile HandlerTimeouts.Timeout timeout;
 
     /** @param body what the run's virtual thread does once {@link #start started} */
     Run(ClaimedTask task, Duration lease, String workerId, long claimedNanos, Consumer<Run> body) {
@@ -32,13 +31,13 @@ final class Run implements TaskContext {
     }
 
     /** Starts the handler thread; the timeout is cancelled when the thread ends. */
-    void start(Future<?> handlerTimeout) {
+    void start(HandlerTimeouts.Timeout handlerTimeout) {
         this.timeout = handlerTimeout;
         thread.start();
     }
 
     void cancelTimeout() {
-        timeout.cancel(false);
+        timeout.cancel();
     }
 
     /** Claims the ending; true if this one won. Any ending but FINISHED interrupts the handler. */

@@ -19,7 +19,6 @@ import java.util.Objects;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.Semaphore;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
@@ -90,7 +89,7 @@ public final class Worker implements AutoCloseable {
     private final Reporter reporter;
     private final Listener listener;
     private final Maintenance maintenance;
-    private final ScheduledThreadPoolExecutor timer;
+    private final HandlerTimeouts timer;
     /**
      * {@link WorkerOptions#claimThreads()} threads: while one claim waits on the database, the other's tasks start.
      * bench drain of 100,000, one worker, two runs each, one thread -> two: claim batch 100 x 200, 24,831 / 26,987
@@ -118,15 +117,12 @@ public final class Worker implements AutoCloseable {
         this.claimSql = db.select(call.ID, call.QUEUE, call.KIND, call.PAYLOAD, call.ATTEMPT, call.RUN_AT, call.STARTED_AT,
                 call.LEASE_EXPIRES_AT).from(call).getSQL();
         this.slots = new Semaphore(options.concurrency());
-        this.reporter = new Reporter(db, id, observer);
+        this.reporter = new Reporter(db, pool.dataSource(), id, observer);
         this.listener = new Listener(pool, Set.copyOf(options.queues()), wakeup, id);
         this.maintenance = new Maintenance(db, options, id, observer);
-        ScheduledThreadPoolExecutor timeouts = new ScheduledThreadPoolExecutor(1,
-                Thread.ofPlatform().daemon().name("tasktable-timeout-" + id).factory());
-        // Each run's timeout is cancelled when it ends; without this the cancelled timeouts stayed queued for the
-        // whole handler timeout (5 minutes), each holding its run: 150,000 runs at 500 tasks/s, past a 64 MB heap.
-        timeouts.setRemoveOnCancelPolicy(true);
-        this.timer = timeouts;
+        // Each run's timeout is cancelled (unlinked) when it ends: cancelled timeouts kept for the whole handler
+        // timeout (5 minutes), each holding its run, were 150,000 runs at 500 tasks/s, past a 64 MB heap.
+        this.timer = new HandlerTimeouts(options.handlerTimeout(), "tasktable-timeout-" + id);
         this.claimers = IntStream.range(0, options.claimThreads())
                 .mapToObj(i -> Thread.ofPlatform().daemon().name("tasktable-claim-" + id + "-" + i).unstarted(this::claimLoop))
                 .toList();
@@ -296,7 +292,7 @@ public final class Worker implements AutoCloseable {
         try {
             Duration sinceDue = Duration.between(claim.runAt().toInstant(), Instant.now());
             observer.started(task, sinceDue.isNegative() ? Duration.ZERO : sinceDue);
-            run.start(timer.schedule(() -> timeOut(run), options.handlerTimeout().toNanos(), TimeUnit.NANOSECONDS));
+            run.start(timer.schedule(() -> timeOut(run)));
         } catch (RuntimeException | OutOfMemoryError e) {
             // never started: not ours to heartbeat, so its lease expires and it is rescued
             running.remove(task.id(), run);
@@ -360,7 +356,7 @@ public final class Worker implements AutoCloseable {
 
     /** Handler timeouts still scheduled: one per running task (tests check none outlive their run). */
     int pendingTimeouts() {
-        return timer.getQueue().size();
+        return timer.pending();
     }
 
     private void heartbeatLoop() {
