@@ -25,7 +25,9 @@ COMMENT ON TABLE tasktable.live_task IS
 CREATE TABLE tasktable.finished_task (
     -- the defaults are live_task's, for a DBA importing history; the functions give every column
     id               bigint PRIMARY KEY DEFAULT nextval('tasktable.task_id_seq'),
-    queue            text NOT NULL REFERENCES tasktable.queue (name),
+    -- No foreign key: its check is a query per inserted row (complete_tasks of 500: 6.8-6.95 ms with it, 5.4-5.55 ms
+    -- without, pgbench, 2 clients); the trigger queue_keeps_its_finished_tasks below keeps the same promise.
+    queue            text NOT NULL,
     kind             text NOT NULL,
     payload          jsonb NOT NULL DEFAULT '{}',
     state            tasktable.task_state NOT NULL,
@@ -57,6 +59,28 @@ DROP INDEX tasktable.task_finished_idx;
 -- Serves prune_tasks and task_throughput: per (queue, final state), a range on finished_at, so rows kept
 -- by a longer retention (dead tasks) are never read when pruning shorter-lived ones.
 CREATE INDEX task_finished_idx ON tasktable.finished_task (queue, state, finished_at);
+
+-- A queue that still has tasks cannot be deleted or renamed: live_task's foreign key says so for live tasks, this
+-- trigger for finished ones (23503, as the foreign key). It runs after the foreign key's own check, which waits for
+-- a transaction moving one of the queue's tasks to finished_task; the query below then sees the moved row.
+CREATE FUNCTION tasktable._check_queue_unused()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM tasktable.finished_task t WHERE t.queue = OLD.name) THEN
+        RAISE EXCEPTION 'tasktable: queue % still has finished tasks', quote_literal(OLD.name)
+            USING ERRCODE = 'foreign_key_violation',
+                  HINT = format('prune_tasks removes them after the queue''s retention; or DELETE FROM tasktable.finished_task WHERE queue = %L;', OLD.name);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION tasktable._check_queue_unused() IS 'Internal: refuses to delete or rename a queue that finished tasks still name.';
+-- named to sort after the foreign key's triggers (RI_ConstraintTrigger_...): same-event triggers fire by name
+CREATE TRIGGER queue_keeps_its_finished_tasks AFTER DELETE ON tasktable.queue
+    FOR EACH ROW EXECUTE FUNCTION tasktable._check_queue_unused();
+CREATE TRIGGER queue_keeps_its_finished_tasks_on_rename AFTER UPDATE OF name ON tasktable.queue
+    FOR EACH ROW WHEN (OLD.name IS DISTINCT FROM NEW.name) EXECUTE FUNCTION tasktable._check_queue_unused();
 
 ALTER TABLE tasktable.live_task DROP CONSTRAINT finished_has_finished_at;
 ALTER TABLE tasktable.live_task ADD CONSTRAINT live_task_state CHECK (state IN ('queued', 'running') AND finished_at IS NULL);

@@ -1,6 +1,7 @@
 package io.tasktable;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import java.sql.Array;
 import java.sql.Connection;
@@ -98,6 +99,29 @@ class SchemaTest {
             assertThat(states(c, "tasktable.finished_task")).doesNotContainKey("dead");
             assertThat(Sql.count(c, "SELECT count(*) - count(DISTINCT id) FROM tasktable.task")).isZero();
             assertThat(Sql.count(c, "SELECT count(*) FROM tasktable.task")).isEqualTo(5);
+            db.reset();
+        }
+    }
+
+    /** finished_task has no foreign key (V5: its check cost a query per completion); a trigger keeps the promise. */
+    @Test
+    void a_queue_whose_tasks_have_finished_can_be_neither_deleted_nor_renamed() throws SQLException {
+        try (Connection c = db.connect()) {
+            db.reset();
+            Sql.update(c, "INSERT INTO tasktable.queue (name) VALUES ('short_lived')");
+            Sql.value(c, "SELECT tasktable.enqueue_task('once', queue => 'short_lived')");
+            Sql.value(c, "SELECT tasktable.complete_task(id, attempt) FROM tasktable.claim_tasks(1, 'w', ARRAY['short_lived'])");
+            assertThat(Sql.count(c, "SELECT count(*) FROM tasktable.live_task WHERE queue = 'short_lived'")).isZero();
+
+            assertThatThrownBy(() -> Sql.update(c, "DELETE FROM tasktable.queue WHERE name = 'short_lived'"))
+                    .isInstanceOfSatisfying(SQLException.class, e -> assertThat(e.getSQLState()).isEqualTo("23503"))
+                    .hasMessageContaining("queue 'short_lived' still has finished tasks");
+            assertThatThrownBy(() -> Sql.update(c, "UPDATE tasktable.queue SET name = 'renamed' WHERE name = 'short_lived'"))
+                    .isInstanceOfSatisfying(SQLException.class, e -> assertThat(e.getSQLState()).isEqualTo("23503"));
+            assertThat(Sql.update(c, "UPDATE tasktable.queue SET paused = true WHERE name = 'short_lived'")).isEqualTo(1);
+
+            Sql.update(c, "DELETE FROM tasktable.finished_task WHERE queue = 'short_lived'");
+            assertThat(Sql.update(c, "DELETE FROM tasktable.queue WHERE name = 'short_lived'")).isEqualTo(1);
             db.reset();
         }
     }

@@ -38,6 +38,5 @@ public class Keys {
     // FOREIGN KEY definitions
     // -------------------------------------------------------------------------
 
-    public static final ForeignKey<FinishedTaskRecord, QueueRecord> FINISHED_TASK__FINISHED_TASK_QUEUE_FKEY = Internal.createForeignKey(FinishedTask.FINISHED_TASK, DSL.name("finished_task_queue_fkey"), new TableField[] { FinishedTask.FINISHED_TASK.QUEUE }, Keys.QUEUE_PKEY, new TableField[] { Queue.QUEUE.NAME }, true, ForeignKeyRule.NO_ACTION, ForeignKeyRule.NO_ACTION);
     public static final ForeignKey<LiveTaskRecord, QueueRecord> LIVE_TASK__TASK_QUEUE_FKEY = Internal.createForeignKey(LiveTask.LIVE_TASK, DSL.name("task_queue_fkey"), new TableField[] { LiveTask.LIVE_TASK.QUEUE }, Keys.QUEUE_PKEY, new TableField[] { Queue.QUEUE.NAME }, true, ForeignKeyRule.NO_ACTION, ForeignKeyRule.NO_ACTION);
 }

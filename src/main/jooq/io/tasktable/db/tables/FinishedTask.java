@@ -8,7 +8,6 @@ import io.tasktable.db.Indexes;
 import io.tasktable.db.Keys;
 import io.tasktable.db.Tasktable;
 import io.tasktable.db.enums.TaskState;
-import io.tasktable.db.tables.Queue.QueuePath;
 import io.tasktable.db.tables.records.FinishedTaskRecord;
 
 import java.time.OffsetDateTime;
@@ -19,15 +18,12 @@ import java.util.List;
 import org.jooq.Check;
 import org.jooq.Condition;
 import org.jooq.Field;
-import org.jooq.ForeignKey;
+import org.jooq.Identity;
 import org.jooq.Index;
-import org.jooq.InverseForeignKey;
 import org.jooq.JSONB;
 import org.jooq.Name;
-import org.jooq.Path;
 import org.jooq.PlainSQL;
 import org.jooq.QueryPart;
-import org.jooq.Record;
 import org.jooq.SQL;
 import org.jooq.Schema;
 import org.jooq.Stringly;
@@ -68,7 +64,7 @@ public class FinishedTask extends TableImpl<FinishedTaskRecord> {
     /**
      * The column <code>tasktable.finished_task.id</code>.
      */
-    public final TableField<FinishedTaskRecord, Long> ID = createField(DSL.name("id"), SQLDataType.BIGINT.nullable(false), this, "");
+    public final TableField<FinishedTaskRecord, Long> ID = createField(DSL.name("id"), SQLDataType.BIGINT.nullable(false).generatedByDefaultAsIdentity(), this, "");
 
     /**
      * The column <code>tasktable.finished_task.queue</code>.
@@ -83,7 +79,7 @@ public class FinishedTask extends TableImpl<FinishedTaskRecord> {
     /**
      * The column <code>tasktable.finished_task.payload</code>.
      */
-    public final TableField<FinishedTaskRecord, JSONB> PAYLOAD = createField(DSL.name("payload"), SQLDataType.JSONB.nullable(false), this, "");
+    public final TableField<FinishedTaskRecord, JSONB> PAYLOAD = createField(DSL.name("payload"), SQLDataType.JSONB.nullable(false).defaultValue(DSL.field(DSL.raw("'{}'::jsonb"), SQLDataType.JSONB)), this, "");
 
     /**
      * The column <code>tasktable.finished_task.state</code>.
@@ -93,17 +89,17 @@ public class FinishedTask extends TableImpl<FinishedTaskRecord> {
     /**
      * The column <code>tasktable.finished_task.priority</code>.
      */
-    public final TableField<FinishedTaskRecord, Integer> PRIORITY = createField(DSL.name("priority"), SQLDataType.INTEGER.nullable(false), this, "");
+    public final TableField<FinishedTaskRecord, Integer> PRIORITY = createField(DSL.name("priority"), SQLDataType.INTEGER.nullable(false).defaultValue(DSL.field(DSL.raw("0"), SQLDataType.INTEGER)), this, "");
 
     /**
      * The column <code>tasktable.finished_task.run_at</code>.
      */
-    public final TableField<FinishedTaskRecord, OffsetDateTime> RUN_AT = createField(DSL.name("run_at"), SQLDataType.TIMESTAMPWITHTIMEZONE(6).nullable(false), this, "");
+    public final TableField<FinishedTaskRecord, OffsetDateTime> RUN_AT = createField(DSL.name("run_at"), SQLDataType.TIMESTAMPWITHTIMEZONE(6).nullable(false).defaultValue(DSL.field(DSL.raw("now()"), SQLDataType.TIMESTAMPWITHTIMEZONE)), this, "");
 
     /**
      * The column <code>tasktable.finished_task.attempt</code>.
      */
-    public final TableField<FinishedTaskRecord, Integer> ATTEMPT = createField(DSL.name("attempt"), SQLDataType.INTEGER.nullable(false), this, "");
+    public final TableField<FinishedTaskRecord, Integer> ATTEMPT = createField(DSL.name("attempt"), SQLDataType.INTEGER.nullable(false).defaultValue(DSL.field(DSL.raw("0"), SQLDataType.INTEGER)), this, "");
 
     /**
      * The column <code>tasktable.finished_task.max_attempts</code>.
@@ -138,7 +134,7 @@ public class FinishedTask extends TableImpl<FinishedTaskRecord> {
     /**
      * The column <code>tasktable.finished_task.created_at</code>.
      */
-    public final TableField<FinishedTaskRecord, OffsetDateTime> CREATED_AT = createField(DSL.name("created_at"), SQLDataType.TIMESTAMPWITHTIMEZONE(6).nullable(false), this, "");
+    public final TableField<FinishedTaskRecord, OffsetDateTime> CREATED_AT = createField(DSL.name("created_at"), SQLDataType.TIMESTAMPWITHTIMEZONE(6).nullable(false).defaultValue(DSL.field(DSL.raw("now()"), SQLDataType.TIMESTAMPWITHTIMEZONE)), this, "");
 
     /**
      * The column <code>tasktable.finished_task.started_at</code>.
@@ -179,39 +175,6 @@ public class FinishedTask extends TableImpl<FinishedTaskRecord> {
         this(DSL.name("finished_task"), null);
     }
 
-    public <O extends Record> FinishedTask(Table<O> path, ForeignKey<O, FinishedTaskRecord> childPath, InverseForeignKey<O, FinishedTaskRecord> parentPath) {
-        super(path, childPath, parentPath, FINISHED_TASK);
-    }
-
-    /**
-     * A subtype implementing {@link Path} for simplified path-based joins.
-     */
-    public static class FinishedTaskPath extends FinishedTask implements Path<FinishedTaskRecord> {
-
-        private static final long serialVersionUID = 1L;
-        public <O extends Record> FinishedTaskPath(Table<O> path, ForeignKey<O, FinishedTaskRecord> childPath, InverseForeignKey<O, FinishedTaskRecord> parentPath) {
-            super(path, childPath, parentPath);
-        }
-        private FinishedTaskPath(Name alias, Table<FinishedTaskRecord> aliased) {
-            super(alias, aliased);
-        }
-
-        @Override
-        public FinishedTaskPath as(String alias) {
-            return new FinishedTaskPath(DSL.name(alias), this);
-        }
-
-        @Override
-        public FinishedTaskPath as(Name alias) {
-            return new FinishedTaskPath(alias, this);
-        }
-
-        @Override
-        public FinishedTaskPath as(Table<?> alias) {
-            return new FinishedTaskPath(alias.getQualifiedName(), this);
-        }
-    }
-
     @Override
     public Schema getSchema() {
         return aliased() ? null : Tasktable.TASKTABLE;
@@ -223,25 +186,13 @@ public class FinishedTask extends TableImpl<FinishedTaskRecord> {
     }
 
     @Override
-    public UniqueKey<FinishedTaskRecord> getPrimaryKey() {
-        return Keys.FINISHED_TASK_PKEY;
+    public Identity<FinishedTaskRecord, Long> getIdentity() {
+        return (Identity<FinishedTaskRecord, Long>) super.getIdentity();
     }
 
     @Override
-    public List<ForeignKey<FinishedTaskRecord, ?>> getReferences() {
-        return Arrays.asList(Keys.FINISHED_TASK__FINISHED_TASK_QUEUE_FKEY);
-    }
-
-    private transient QueuePath _queue;
-
-    /**
-     * Get the implicit join path to the <code>tasktable.queue</code> table.
-     */
-    public QueuePath queue() {
-        if (_queue == null)
-            _queue = new QueuePath(this, Keys.FINISHED_TASK__FINISHED_TASK_QUEUE_FKEY, null);
-
-        return _queue;
+    public UniqueKey<FinishedTaskRecord> getPrimaryKey() {
+        return Keys.FINISHED_TASK_PKEY;
     }
 
     @Override

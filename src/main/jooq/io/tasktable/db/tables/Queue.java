@@ -6,7 +6,6 @@ package io.tasktable.db.tables;
 
 import io.tasktable.db.Keys;
 import io.tasktable.db.Tasktable;
-import io.tasktable.db.tables.FinishedTask.FinishedTaskPath;
 import io.tasktable.db.tables.LiveTask.LiveTaskPath;
 import io.tasktable.db.tables.records.QueueRecord;
 
@@ -200,19 +199,6 @@ public class Queue extends TableImpl<QueueRecord> {
     @Override
     public UniqueKey<QueueRecord> getPrimaryKey() {
         return Keys.QUEUE_PKEY;
-    }
-
-    private transient FinishedTaskPath _finishedTask;
-
-    /**
-     * Get the implicit to-many join path to the
-     * <code>tasktable.finished_task</code> table
-     */
-    public FinishedTaskPath finishedTask() {
-        if (_finishedTask == null)
-            _finishedTask = new FinishedTaskPath(this, null, Keys.FINISHED_TASK__FINISHED_TASK_QUEUE_FKEY.getInverseKey());
-
-        return _finishedTask;
     }
 
     private transient LiveTaskPath _liveTask;
