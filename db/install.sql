@@ -1285,6 +1285,9 @@ SELECT NOT EXISTS (SELECT FROM tasktable.flyway_schema_history WHERE version = '
 -- complete_tasks 6.95 / 6.98 ms -> 5.55 / 5.37 ms per call (docs/performance.md, item 20).
 -- The hot table also keeps only what can still run: its size no longer grows with retention.
 --
+-- Upgrading copies every finished task into finished_task in one transaction (and deletes it from the hot table):
+-- on an installation that keeps millions, run prune_tasks() until it returns 0 first, so the upgrade stays short.
+--
 -- A row moves inside one statement, so a reader of the view (one snapshot) sees it in exactly one of the two
 -- tables. A function that waits for a row lock and finds the row gone (moved by a concurrent transaction) behaves
 -- as it did when that row had changed state under it: the task is no longer held, nothing changes.
@@ -1960,7 +1963,7 @@ CROSS JOIN LATERAL (
 ) f
 GROUP BY q.name, date_trunc('minute', f.finished_at);
 INSERT INTO tasktable.flyway_schema_history (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
-SELECT coalesce(max(installed_rank), 0) + 1, '5', 'finished tasks leave the hot table', 'SQL', 'V5__finished_tasks_leave_the_hot_table.sql', -1613818266, current_user, 0, true FROM tasktable.flyway_schema_history;
+SELECT coalesce(max(installed_rank), 0) + 1, '5', 'finished tasks leave the hot table', 'SQL', 'V5__finished_tasks_leave_the_hot_table.sql', -462068905, current_user, 0, true FROM tasktable.flyway_schema_history;
 \endif
 
 COMMIT;

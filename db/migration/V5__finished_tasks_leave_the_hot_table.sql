@@ -14,6 +14,9 @@
 -- complete_tasks 6.95 / 6.98 ms -> 5.55 / 5.37 ms per call (docs/performance.md, item 20).
 -- The hot table also keeps only what can still run: its size no longer grows with retention.
 --
+-- Upgrading copies every finished task into finished_task in one transaction (and deletes it from the hot table):
+-- on an installation that keeps millions, run prune_tasks() until it returns 0 first, so the upgrade stays short.
+--
 -- A row moves inside one statement, so a reader of the view (one snapshot) sees it in exactly one of the two
 -- tables. A function that waits for a row lock and finds the row gone (moved by a concurrent transaction) behaves
 -- as it did when that row had changed state under it: the task is no longer held, nothing changes.
