@@ -24,6 +24,10 @@ for c in 16 64 256; do
     bench drain --concurrency "$c"
 done
 bench drain --workers 2 --concurrency 500
+# drain with the queue's retention at 0: succeeded tasks deleted as they complete, the floor's work (item 22)
+bench drain --claim-batch 100 --concurrency 400 --no-retention
+bench drain --concurrency 256 --no-retention
+bench drain --claim-batch 500 --concurrency 2000 --no-retention
 # enqueue: single-task transactions from 8 threads; batches of 1,000 from 4 threads
 bench enqueue --threads 8
 bench enqueue --batch-size 1000 --threads 4 --tasks 200000

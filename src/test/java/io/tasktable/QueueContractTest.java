@@ -19,6 +19,7 @@ import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.stream.Collectors;
 import java.util.stream.IntStream;
 
 import org.junit.jupiter.api.AfterEach;
@@ -133,6 +134,51 @@ abstract class QueueContractTest {
         assertThat(task.get("finished_at")).isNotNull();
         assertThat(task.get("lease_expires_at")).isNull();
         assertThat(api.complete(c, id, claimed.attempt(), null)).as("completing twice").isFalse();
+    }
+
+    @Test
+    void a_queue_that_keeps_no_succeeded_tasks_deletes_them_as_they_complete() throws SQLException {
+        createQueue("fleeting");
+        Sql.update(c, "UPDATE tasktable.queue SET retention = interval '0' WHERE name = 'fleeting'");
+        List<Long> ids = api.enqueueAll(c, List.of(Spec.of("ping").queue("fleeting"), Spec.of("ping").queue("fleeting")));
+        List<Claimed> claimed = api.claim(c, 10, WORKER, null, null);
+        assertThat(claimed).extracting(Claimed::id).containsExactlyInAnyOrderElementsOf(ids);
+
+        List<Long> done = api.completeAll(c, claimed.stream().mapToLong(Claimed::id).toArray(),
+                new int[] {claimed.get(0).attempt(), claimed.get(1).attempt() + 1});
+
+        assertThat(done).as("the stale attempt is refused").containsExactly(claimed.get(0).id());
+        assertThat(Sql.count(c, "SELECT count(*) FROM tasktable.task WHERE id = ?", claimed.get(0).id()))
+                .as("deleted, not moved to finished_task").isZero();
+        assertThat(Sql.state(c, claimed.get(1).id())).isEqualTo("running");
+        assertThat(api.complete(c, claimed.get(1).id(), claimed.get(1).attempt(), "{\"kept\": false}")).isTrue();
+        assertThat(Sql.count(c, "SELECT count(*) FROM tasktable.task WHERE queue = 'fleeting'")).isZero();
+        assertThat(api.complete(c, claimed.get(1).id(), claimed.get(1).attempt(), null)).as("completing twice").isFalse();
+    }
+
+    @Test
+    void one_completion_keeps_the_tasks_of_queues_with_a_retention_and_deletes_the_others() throws SQLException {
+        createQueue("fleeting");
+        Sql.update(c, "UPDATE tasktable.queue SET retention = interval '0' WHERE name = 'fleeting'");
+        long kept = enqueue(Spec.of("report"));
+        long deleted = enqueue(Spec.of("ping").queue("fleeting"));
+        long dead = enqueue(Spec.of("ping").queue("fleeting"));
+        List<Claimed> claimed = api.claim(c, 10, WORKER, null, null);
+        Map<Long, Integer> attempts = claimed.stream().collect(Collectors.toMap(Claimed::id, Claimed::attempt));
+
+        assertThat(api.completeAll(c, new long[] {kept, deleted}, new int[] {attempts.get(kept), attempts.get(deleted)}))
+                .containsExactlyInAnyOrder(kept, deleted);
+        assertThat(api.fail(c, dead, attempts.get(dead), "no", false, null)).isEqualTo("dead");
+
+        assertThat(Sql.state(c, kept)).isEqualTo("succeeded");
+        assertThat(Sql.count(c, "SELECT count(*) FROM tasktable.task WHERE id = ?", deleted)).isZero();
+        assertThat(Sql.state(c, dead)).as("dead tasks follow dead_retention, pruned as before").isEqualTo("dead");
+        // the queue's retention is read at each completion
+        Sql.update(c, "UPDATE tasktable.queue SET retention = interval '1 hour' WHERE name = 'fleeting'");
+        long keptNow = enqueue(Spec.of("ping").queue("fleeting"));
+        Claimed again = claimOne(WORKER);
+        assertThat(api.complete(c, keptNow, again.attempt(), null)).isTrue();
+        assertThat(Sql.state(c, keptNow)).isEqualTo("succeeded");
     }
 
     @Test

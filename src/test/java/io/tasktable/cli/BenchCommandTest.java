@@ -11,6 +11,7 @@ import java.nio.file.Path;
 import java.sql.Connection;
 import java.sql.ResultSet;
 import java.sql.Statement;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 
@@ -37,11 +38,37 @@ class BenchCommandTest {
 
     @Test
     void bench_drain_prints_one_json_object_and_drops_its_database() throws Exception {
+        JsonNode result = smoke();
+        assertThat(result.path("retention").asText()).startsWith("7 days");
+        assertThat(result.path("clock").asText()).startsWith("database");
+    }
+
+    @Test
+    void bench_drain_without_retention_times_the_drain_by_its_own_clock() throws Exception {
+        JsonNode result = smoke("--no-retention");
+        assertThat(result.path("retention").asText()).startsWith("0");
+        assertThat(result.path("clock").asText()).startsWith("bench");
+        assertThat(result.path("summary").asText()).contains("retention 0");
+    }
+
+    @Test
+    void bench_refuses_no_retention_outside_drain() {
+        StringWriter err = new StringWriter();
+        CommandLine cli = Main.commandLine();
+        cli.setErr(new PrintWriter(err, true));
+        assertThat(cli.execute("bench", "history", "--no-retention")).isEqualTo(Cli.EXIT_USAGE);
+        assertThat(err.toString()).contains("--no-retention applies to drain only");
+    }
+
+    /** Runs bench drain of 500 tasks in a process of its own; returns its JSON after checking its database is gone. */
+    private JsonNode smoke(String... extra) throws Exception {
         Path stdout = Files.createTempFile("bench-smoke", ".json");
-        ProcessBuilder builder = new ProcessBuilder(
+        List<String> command = new ArrayList<>(List.of(
                 Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "-cp", classpath(), "-Dorg.jooq.no-logo=true", "-Dorg.jooq.no-tips=true",
-                "io.tasktable.cli.Main", "bench", "drain", "--tasks", "500", "--concurrency", "16", "--json")
+                "io.tasktable.cli.Main", "bench", "drain", "--tasks", "500", "--concurrency", "16", "--json"));
+        command.addAll(List.of(extra));
+        ProcessBuilder builder = new ProcessBuilder(command)
                 .redirectOutput(stdout.toFile())
                 .redirectError(Path.of("target", "bench-smoke.log").toFile());
         DatabaseUrl url = db.url();
@@ -65,6 +92,7 @@ class BenchCommandTest {
             r.next();
             assertThat(r.getInt(1)).as("the bench database is dropped").isZero();
         }
+        return result;
     }
 
     @Test
