@@ -207,14 +207,28 @@ final class BenchCommand implements Callable<Integer> {
                 s.execute("UPDATE tasktable.queue SET retention = interval '0' WHERE name = 'default'");
             }
         }
+        // What a claim takes at most: the worker's concurrency shared by its claim threads, up to the claim batch.
+        int floorBatch = WorkerOptions.defaults().withConcurrency(concurrency)
+                .withClaimBatch(claimBatch != null ? claimBatch : WorkerOptions.DEFAULT_CLAIM_BATCH).claimSize();
         startWorkers();
         // Warm-up (not measured): JIT-compiles the workers' hot path and primes the server's caches.
         // As large as a run: it also leaves the free space a run's row versions go to (after a warm-up of 5,000
         // the first run of 50,000 extended the table, and was the slowest of three in 6 of 9 drain rows).
         drainOnce(n, "warm-up");
+        if (!noFloor) {
+            // warmed up like the drain, so that its table too has free space from a previous run
+            floorOnce(n, floorBatch, "floor warm-up");
+        }
+        // Each run is followed by a floor run (the workers idle meanwhile), so that both see the machine as it was:
+        // on a shared machine, floors measured one after the other after the three runs differed by up to 50% from
+        // one sweep row to the next (claims of 500: 51,895 and 79,501 tasks/s, minutes apart).
         List<Double> clean = new ArrayList<>();
+        List<Double> floors = new ArrayList<>();
         for (int i = 1; i <= runs; i++) {
             clean.add(drainOnce(n, "run " + i + "/" + runs));
+            if (!noFloor) {
+                floors.add(floorOnce(n, floorBatch, "floor " + i + "/" + runs));
+            }
         }
         List<Double> withHistory = new ArrayList<>();
         if (history) {
@@ -226,16 +240,7 @@ final class BenchCommand implements Callable<Integer> {
         long rssKb = peakWorkerRssKb();
         stopWorkers();
         double floor = Double.NaN;
-        // What a claim takes at most: the worker's concurrency shared by its claim threads, up to the claim batch.
-        int floorBatch = WorkerOptions.defaults().withConcurrency(concurrency)
-                .withClaimBatch(claimBatch != null ? claimBatch : WorkerOptions.DEFAULT_CLAIM_BATCH).claimSize();
         if (!noFloor) {
-            // warmed up like the drain, so that its table too has free space from a previous run
-            floorOnce(n, floorBatch, "floor warm-up");
-            List<Double> floors = new ArrayList<>();
-            for (int i = 1; i <= runs; i++) {
-                floors.add(floorOnce(n, floorBatch, "floor " + i + "/" + runs));
-            }
             floor = median(floors);
             try (Connection c = connect(); Statement s = c.createStatement()) {
                 s.execute("DROP TABLE bench_floor");
@@ -540,8 +545,10 @@ final class BenchCommand implements Callable<Integer> {
         double achieved = 0;
         for (int i = 1; i <= runs; i++) {
             long t0 = System.nanoTime();
-            Map<Long, Long> committed = paced(perSecond, duration, enqueuers, "run " + i + "/" + runs);
-            achieved = committed.size() / (duration.toNanos() / 1e9);
+            Paced run = paced(perSecond, duration, enqueuers, "run " + i + "/" + runs);
+            Map<Long, Long> committed = run.committed();
+            // by the time the enqueuers took: when they fall behind the rate (a busy machine), it shows here
+            achieved = committed.size() / run.enqueueSeconds();
             long[] latencies;
             double throughput;
             try (Connection c = connect(); Statement s = c.createStatement()) {
@@ -602,8 +609,11 @@ final class BenchCommand implements Callable<Integer> {
         return out;
     }
 
-    /** Enqueues stamp tasks at the rate for the duration, then waits for them all; returns id -> commit time (epoch us). */
-    private Map<Long, Long> paced(double perSecond, Duration length, int enqueuers, String label) throws Exception {
+    /** What a paced run enqueued (task id -> commit time, epoch microseconds), and how long its enqueuers took. */
+    private record Paced(Map<Long, Long> committed, double enqueueSeconds) {}
+
+    /** Enqueues stamp tasks at the rate for the duration, then waits for them all. */
+    private Paced paced(double perSecond, Duration length, int enqueuers, String label) throws Exception {
         long total = Math.max(1, Math.round(perSecond * length.toNanos() / 1e9));
         Map<Long, Long> committed = new ConcurrentHashMap<>();
         AtomicLong next = new AtomicLong();
@@ -639,6 +649,7 @@ final class BenchCommand implements Callable<Integer> {
         for (Thread t : clients) {
             t.join();
         }
+        double enqueueSeconds = (System.nanoTime() - start) / 1e9;
         if (!failures.isEmpty()) {
             Throwable first = failures.values().iterator().next();
             throw new IllegalStateException("enqueue failed: " + first, first);
@@ -647,7 +658,7 @@ final class BenchCommand implements Callable<Integer> {
             waitUntil(label, committed.size(), () -> query(c,
                     "SELECT count(*) FROM tasktable.task WHERE kind = 'stamp' AND state = 'succeeded'"));
         }
-        return committed;
+        return new Paced(committed, enqueueSeconds);
     }
 
     static long epochMicros() {
