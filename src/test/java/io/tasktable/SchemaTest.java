@@ -8,10 +8,15 @@ import java.sql.Connection;
 import java.sql.SQLException;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
+import org.postgresql.PGConnection;
 
 import io.tasktable.testing.Sql;
 import io.tasktable.testing.TestDatabase;
@@ -123,6 +128,76 @@ class SchemaTest {
             Sql.update(c, "DELETE FROM tasktable.finished_task WHERE queue = 'short_lived'");
             assertThat(Sql.update(c, "DELETE FROM tasktable.queue WHERE name = 'short_lived'")).isEqualTo(1);
             db.reset();
+        }
+    }
+
+    /** live_task has no foreign key either (V7: its check cost a query per enqueued task); triggers and locks keep it. */
+    @Test
+    void a_queue_with_live_tasks_can_be_neither_deleted_nor_renamed_and_no_task_moves_to_an_unknown_queue() throws SQLException {
+        try (Connection c = db.connect()) {
+            db.reset();
+            Sql.update(c, "INSERT INTO tasktable.queue (name) VALUES ('busy'), ('other')");
+            long id = (Long) Sql.value(c, "SELECT tasktable.enqueue_task('once', queue => 'busy')");
+
+            assertThatThrownBy(() -> Sql.update(c, "DELETE FROM tasktable.queue WHERE name = 'busy'"))
+                    .isInstanceOfSatisfying(SQLException.class, e -> assertThat(e.getSQLState()).isEqualTo("23503"))
+                    .hasMessageContaining("queue 'busy' still has queued or running tasks");
+            assertThatThrownBy(() -> Sql.update(c, "UPDATE tasktable.queue SET name = 'renamed' WHERE name = 'busy'"))
+                    .isInstanceOfSatisfying(SQLException.class, e -> assertThat(e.getSQLState()).isEqualTo("23503"));
+            assertThatThrownBy(() -> Sql.update(c, "UPDATE tasktable.live_task SET queue = 'nowhere' WHERE id = ?", id))
+                    .isInstanceOfSatisfying(SQLException.class, e -> assertThat(e.getSQLState()).isEqualTo("23503"))
+                    .hasMessageContaining("unknown queue 'nowhere'");
+            assertThat(Sql.update(c, "UPDATE tasktable.live_task SET queue = 'other' WHERE id = ?", id)).isEqualTo(1);
+            assertThat(Sql.update(c, "DELETE FROM tasktable.queue WHERE name = 'busy'")).isEqualTo(1);
+            db.reset();
+        }
+    }
+
+    /** The race the foreign key used to close: an enqueue in flight and a DELETE of its queue, in either order. */
+    @Test
+    void a_queue_cannot_be_deleted_under_an_enqueue_in_flight_nor_enqueued_to_while_being_deleted() throws Exception {
+        try (Connection producer = db.connect(); Connection admin = db.connect()) {
+            db.reset();
+            Sql.update(admin, "INSERT INTO tasktable.queue (name) VALUES ('contested')");
+
+            producer.setAutoCommit(false);
+            Sql.value(producer, "SELECT tasktable.enqueue_task('once', queue => 'contested')");
+            try (ExecutorService other = Executors.newSingleThreadExecutor()) {
+                Future<Integer> delete = other.submit(() -> Sql.update(admin, "DELETE FROM tasktable.queue WHERE name = 'contested'"));
+                awaitLockWait(admin);
+                producer.commit();
+                assertThatThrownBy(delete::get).hasCauseInstanceOf(SQLException.class)
+                        .cause().satisfies(e -> assertThat(((SQLException) e).getSQLState()).isEqualTo("23503"));
+            }
+            assertThat(Sql.count(producer, "SELECT count(*) FROM tasktable.task WHERE queue = 'contested'")).isOne();
+
+            Sql.update(producer, "DELETE FROM tasktable.live_task WHERE queue = 'contested'");
+            producer.commit();
+            admin.setAutoCommit(false);
+            Sql.update(admin, "DELETE FROM tasktable.queue WHERE name = 'contested'");
+            producer.setAutoCommit(true);
+            try (ExecutorService other = Executors.newSingleThreadExecutor()) {
+                Future<Object> enqueue = other.submit(() -> Sql.value(producer, "SELECT tasktable.enqueue_task('late', queue => 'contested')"));
+                awaitLockWait(producer);
+                admin.commit();
+                assertThatThrownBy(enqueue::get).hasCauseInstanceOf(SQLException.class)
+                        .cause().satisfies(e -> assertThat(((SQLException) e).getSQLState()).isEqualTo("TT004"));
+            }
+            admin.setAutoCommit(true);
+            assertThat(Sql.count(admin, "SELECT count(*) FROM tasktable.task WHERE queue = 'contested'")).isZero();
+            db.reset();
+        }
+    }
+
+    /** Waits until the connection's backend is blocked on a lock. */
+    private void awaitLockWait(Connection waiter) throws Exception {
+        int pid = waiter.unwrap(PGConnection.class).getBackendPID();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        try (Connection probe = db.connect()) {
+            while (Sql.count(probe, "SELECT count(*) FROM pg_stat_activity WHERE pid = ? AND wait_event_type = 'Lock'", pid) == 0) {
+                assertThat(System.nanoTime()).as("backend %s waits on a lock within 30 s", pid).isLessThan(deadline);
+                Thread.sleep(10);
+            }
         }
     }
 

@@ -11,12 +11,10 @@ import io.tasktable.db.tables.records.FinishedTaskRecord;
 import io.tasktable.db.tables.records.LiveTaskRecord;
 import io.tasktable.db.tables.records.QueueRecord;
 
-import org.jooq.ForeignKey;
 import org.jooq.TableField;
 import org.jooq.UniqueKey;
 import org.jooq.impl.DSL;
 import org.jooq.impl.Internal;
-import org.jooq.impl.QOM.ForeignKeyRule;
 
 
 /**
@@ -33,10 +31,4 @@ public class Keys {
     public static final UniqueKey<FinishedTaskRecord> FINISHED_TASK_PKEY = Internal.createUniqueKey(FinishedTask.FINISHED_TASK, DSL.name("finished_task_pkey"), new TableField[] { FinishedTask.FINISHED_TASK.ID }, true);
     public static final UniqueKey<LiveTaskRecord> TASK_PKEY = Internal.createUniqueKey(LiveTask.LIVE_TASK, DSL.name("task_pkey"), new TableField[] { LiveTask.LIVE_TASK.ID }, true);
     public static final UniqueKey<QueueRecord> QUEUE_PKEY = Internal.createUniqueKey(Queue.QUEUE, DSL.name("queue_pkey"), new TableField[] { Queue.QUEUE.NAME }, true);
-
-    // -------------------------------------------------------------------------
-    // FOREIGN KEY definitions
-    // -------------------------------------------------------------------------
-
-    public static final ForeignKey<LiveTaskRecord, QueueRecord> LIVE_TASK__TASK_QUEUE_FKEY = Internal.createForeignKey(LiveTask.LIVE_TASK, DSL.name("task_queue_fkey"), new TableField[] { LiveTask.LIVE_TASK.QUEUE }, Keys.QUEUE_PKEY, new TableField[] { Queue.QUEUE.NAME }, true, ForeignKeyRule.NO_ACTION, ForeignKeyRule.NO_ACTION);
 }

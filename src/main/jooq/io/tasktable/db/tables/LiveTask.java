@@ -8,7 +8,6 @@ import io.tasktable.db.Indexes;
 import io.tasktable.db.Keys;
 import io.tasktable.db.Tasktable;
 import io.tasktable.db.enums.TaskState;
-import io.tasktable.db.tables.Queue.QueuePath;
 import io.tasktable.db.tables.records.LiveTaskRecord;
 
 import java.time.OffsetDateTime;
@@ -19,16 +18,12 @@ import java.util.List;
 import org.jooq.Check;
 import org.jooq.Condition;
 import org.jooq.Field;
-import org.jooq.ForeignKey;
 import org.jooq.Identity;
 import org.jooq.Index;
-import org.jooq.InverseForeignKey;
 import org.jooq.JSONB;
 import org.jooq.Name;
-import org.jooq.Path;
 import org.jooq.PlainSQL;
 import org.jooq.QueryPart;
-import org.jooq.Record;
 import org.jooq.SQL;
 import org.jooq.Schema;
 import org.jooq.Stringly;
@@ -184,39 +179,6 @@ public class LiveTask extends TableImpl<LiveTaskRecord> {
         this(DSL.name("live_task"), null);
     }
 
-    public <O extends Record> LiveTask(Table<O> path, ForeignKey<O, LiveTaskRecord> childPath, InverseForeignKey<O, LiveTaskRecord> parentPath) {
-        super(path, childPath, parentPath, LIVE_TASK);
-    }
-
-    /**
-     * A subtype implementing {@link Path} for simplified path-based joins.
-     */
-    public static class LiveTaskPath extends LiveTask implements Path<LiveTaskRecord> {
-
-        private static final long serialVersionUID = 1L;
-        public <O extends Record> LiveTaskPath(Table<O> path, ForeignKey<O, LiveTaskRecord> childPath, InverseForeignKey<O, LiveTaskRecord> parentPath) {
-            super(path, childPath, parentPath);
-        }
-        private LiveTaskPath(Name alias, Table<LiveTaskRecord> aliased) {
-            super(alias, aliased);
-        }
-
-        @Override
-        public LiveTaskPath as(String alias) {
-            return new LiveTaskPath(DSL.name(alias), this);
-        }
-
-        @Override
-        public LiveTaskPath as(Name alias) {
-            return new LiveTaskPath(alias, this);
-        }
-
-        @Override
-        public LiveTaskPath as(Table<?> alias) {
-            return new LiveTaskPath(alias.getQualifiedName(), this);
-        }
-    }
-
     @Override
     public Schema getSchema() {
         return aliased() ? null : Tasktable.TASKTABLE;
@@ -235,23 +197,6 @@ public class LiveTask extends TableImpl<LiveTaskRecord> {
     @Override
     public UniqueKey<LiveTaskRecord> getPrimaryKey() {
         return Keys.TASK_PKEY;
-    }
-
-    @Override
-    public List<ForeignKey<LiveTaskRecord, ?>> getReferences() {
-        return Arrays.asList(Keys.LIVE_TASK__TASK_QUEUE_FKEY);
-    }
-
-    private transient QueuePath _queue;
-
-    /**
-     * Get the implicit join path to the <code>tasktable.queue</code> table.
-     */
-    public QueuePath queue() {
-        if (_queue == null)
-            _queue = new QueuePath(this, Keys.LIVE_TASK__TASK_QUEUE_FKEY, null);
-
-        return _queue;
     }
 
     @Override

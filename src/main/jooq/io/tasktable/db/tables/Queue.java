@@ -6,7 +6,6 @@ package io.tasktable.db.tables;
 
 import io.tasktable.db.Keys;
 import io.tasktable.db.Tasktable;
-import io.tasktable.db.tables.LiveTask.LiveTaskPath;
 import io.tasktable.db.tables.records.QueueRecord;
 
 import java.time.OffsetDateTime;
@@ -17,13 +16,9 @@ import java.util.List;
 import org.jooq.Check;
 import org.jooq.Condition;
 import org.jooq.Field;
-import org.jooq.ForeignKey;
-import org.jooq.InverseForeignKey;
 import org.jooq.Name;
-import org.jooq.Path;
 import org.jooq.PlainSQL;
 import org.jooq.QueryPart;
-import org.jooq.Record;
 import org.jooq.SQL;
 import org.jooq.Schema;
 import org.jooq.Stringly;
@@ -158,39 +153,6 @@ public class Queue extends TableImpl<QueueRecord> {
         this(DSL.name("queue"), null);
     }
 
-    public <O extends Record> Queue(Table<O> path, ForeignKey<O, QueueRecord> childPath, InverseForeignKey<O, QueueRecord> parentPath) {
-        super(path, childPath, parentPath, QUEUE);
-    }
-
-    /**
-     * A subtype implementing {@link Path} for simplified path-based joins.
-     */
-    public static class QueuePath extends Queue implements Path<QueueRecord> {
-
-        private static final long serialVersionUID = 1L;
-        public <O extends Record> QueuePath(Table<O> path, ForeignKey<O, QueueRecord> childPath, InverseForeignKey<O, QueueRecord> parentPath) {
-            super(path, childPath, parentPath);
-        }
-        private QueuePath(Name alias, Table<QueueRecord> aliased) {
-            super(alias, aliased);
-        }
-
-        @Override
-        public QueuePath as(String alias) {
-            return new QueuePath(DSL.name(alias), this);
-        }
-
-        @Override
-        public QueuePath as(Name alias) {
-            return new QueuePath(alias, this);
-        }
-
-        @Override
-        public QueuePath as(Table<?> alias) {
-            return new QueuePath(alias.getQualifiedName(), this);
-        }
-    }
-
     @Override
     public Schema getSchema() {
         return aliased() ? null : Tasktable.TASKTABLE;
@@ -199,19 +161,6 @@ public class Queue extends TableImpl<QueueRecord> {
     @Override
     public UniqueKey<QueueRecord> getPrimaryKey() {
         return Keys.QUEUE_PKEY;
-    }
-
-    private transient LiveTaskPath _liveTask;
-
-    /**
-     * Get the implicit to-many join path to the
-     * <code>tasktable.live_task</code> table
-     */
-    public LiveTaskPath liveTask() {
-        if (_liveTask == null)
-            _liveTask = new LiveTaskPath(this, null, Keys.LIVE_TASK__TASK_QUEUE_FKEY.getInverseKey());
-
-        return _liveTask;
     }
 
     @Override
