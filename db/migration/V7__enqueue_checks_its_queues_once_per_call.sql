@@ -1,12 +1,12 @@
 -- tasktable 7: enqueue checks its queues once per call, not once per task.
 --
 -- live_task.queue loses its foreign key to queue. A foreign key's check is a query per inserted row (V5 dropped the
--- one on finished_task for the same reason): enqueue_tasks of 1,000 tasks from 4 pgbench clients took 30.3-31.4 ms
--- per call with it (V6), 25.7-26.1 ms with this migration: 19% more tasks per second (docs/performance.md, item 23).
+-- one on finished_task for the same reason): enqueue_tasks of 1,000 tasks from 4 pgbench clients took 29.4-31.5 ms
+-- per call with it (V6), 24.2-28.7 ms with this migration (docs/performance.md, item 23).
 -- What it promised is kept by the functions and triggers:
---   - enqueue_tasks already refuses an unknown queue (TT004); it now also holds the queues it names, once per call
---     (a shared advisory lock, which a DELETE or rename of the queue waits for), so none can be deleted or renamed
---     under its new tasks;
+--   - enqueue_tasks already refuses an unknown queue (TT004); it now also locks the queues it names, once per call
+--     and as the foreign key did per task (FOR KEY SHARE, through the SECURITY DEFINER _hold_queues), so that none
+--     can be deleted or renamed under its new tasks;
 --   - the triggers on queue (V5's, renamed queue_keeps_its_tasks) refuse to delete or rename a queue that queued or
 --     running tasks still name, as they did for finished ones (23503);
 --   - a new trigger refuses to move a live task to a queue that does not exist (23503), for a DBA's UPDATE.
@@ -18,9 +18,8 @@ CREATE OR REPLACE FUNCTION tasktable._check_queue_unused()
 RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    -- Waits for every enqueue_tasks in flight into this queue (they hold this lock shared), so that the queries
-    -- below, each with a snapshot of its own, see their tasks; enqueues that come later wait, then find no queue.
-    PERFORM pg_advisory_xact_lock(1953788277, hashtext(OLD.name));
+    -- An enqueue_tasks in flight into this queue holds its row (FOR KEY SHARE, _hold_queues): the DELETE or UPDATE
+    -- that fired this trigger waited for it, so the queries below, each with a snapshot of its own, see its tasks.
     -- Both tables: a task moving between them (one statement) is in one or the other in any snapshot.
     IF EXISTS (SELECT FROM tasktable.live_task t WHERE t.queue = OLD.name) THEN
         RAISE EXCEPTION 'tasktable: queue % still has queued or running tasks', quote_literal(OLD.name)
@@ -59,7 +58,22 @@ CREATE TRIGGER task_moves_to_a_known_queue BEFORE UPDATE OF queue ON tasktable.l
     FOR EACH ROW WHEN (OLD.queue IS DISTINCT FROM NEW.queue) EXECUTE FUNCTION tasktable._check_task_queue();
 
 
--- enqueue_tasks: as V5, locking the queues it names.
+-- _hold_queues: locks the named queues' rows FOR KEY SHARE until the transaction ends, as a foreign key's check
+-- does: a pause or any other policy UPDATE goes on; a DELETE or rename waits for the caller's transaction (and
+-- queue_keeps_its_tasks then sees its tasks); a queue deleted meanwhile is skipped (READ COMMITTED: enqueue_tasks
+-- then finds no queue, TT004) or fails the caller's transaction (REPEATABLE READ and SERIALIZABLE: 40001, as a
+-- foreign key would). SECURITY DEFINER: a row lock needs UPDATE on queue, which a producer does not have.
+CREATE FUNCTION tasktable._hold_queues(names text[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM FROM tasktable.queue q WHERE q.name = ANY (names) ORDER BY q.name FOR KEY SHARE OF q;
+END
+$$;
+COMMENT ON FUNCTION tasktable._hold_queues(text[]) IS 'Internal: holds queues against DELETE and rename until the transaction ends (enqueue_tasks).';
+
+
+-- enqueue_tasks: as V5, holding the queues it names.
 CREATE OR REPLACE FUNCTION tasktable.enqueue_tasks(specs tasktable.task_spec[])
 RETURNS bigint[]
 LANGUAGE plpgsql VOLATILE AS $$
@@ -80,16 +94,11 @@ BEGIN
             USING ERRCODE = 'TT008', HINT = 'Pass ARRAY[ROW(...)::tasktable.task_spec, ...].';
     END IF;
 
-    -- Each queue named is held (a shared advisory lock, class 1953788277 'ttqu', keyed by its name) until this
-    -- transaction ends, before the queue is looked up: a DELETE or rename of the queue takes the same lock exclusively
-    -- in queue_keeps_its_tasks, so it waits for this transaction and then sees its tasks, or this call waits for it
-    -- and then finds no queue (TT004). Once per call: live_task's foreign key locked the queue with a query per
-    -- inserted task. An advisory lock needs no privilege (a row lock would need UPDATE on queue) and never blocks a
-    -- pause or any other policy UPDATE.
-    PERFORM pg_advisory_xact_lock_shared(1953788277, hashtext(n.name))
-    FROM (SELECT DISTINCT coalesce(s.queue, 'default') AS name
-          FROM unnest(specs) AS s (kind, payload, queue, run_at, priority, max_attempts, dedup_key)) n
-    ORDER BY n.name;
+    -- The queues named are held as live_task's foreign key held them, but once per call rather than once per task
+    -- (see _hold_queues); then they are looked up.
+    PERFORM tasktable._hold_queues(ARRAY(
+        SELECT DISTINCT coalesce(s.queue, 'default')
+        FROM unnest(specs) AS s (kind, payload, queue, run_at, priority, max_attempts, dedup_key)));
 
     SELECT v.* INTO bad FROM (
         SELECT s.ord, s.kind, s.queue, s.priority, s.max_attempts,

@@ -185,6 +185,19 @@ class SchemaTest {
             }
             admin.setAutoCommit(true);
             assertThat(Sql.count(admin, "SELECT count(*) FROM tasktable.task WHERE queue = 'contested'")).isZero();
+
+            // REPEATABLE READ: the producer's snapshot still shows a queue deleted since; its enqueue must fail
+            Sql.update(admin, "INSERT INTO tasktable.queue (name) VALUES ('contested')");
+            producer.setAutoCommit(false);
+            producer.setTransactionIsolation(Connection.TRANSACTION_REPEATABLE_READ);
+            assertThat(Sql.count(producer, "SELECT count(*) FROM tasktable.queue WHERE name = 'contested'")).isOne();
+            Sql.update(admin, "DELETE FROM tasktable.queue WHERE name = 'contested'");
+            assertThatThrownBy(() -> Sql.value(producer, "SELECT tasktable.enqueue_task('stale', queue => 'contested')"))
+                    .isInstanceOfSatisfying(SQLException.class, e -> assertThat(e.getSQLState()).isEqualTo("40001"));
+            producer.rollback();
+            producer.setTransactionIsolation(Connection.TRANSACTION_READ_COMMITTED);
+            producer.setAutoCommit(true);
+            assertThat(Sql.count(admin, "SELECT count(*) FROM tasktable.task WHERE queue = 'contested'")).isZero();
             db.reset();
         }
     }

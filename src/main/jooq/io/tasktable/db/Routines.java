@@ -19,6 +19,7 @@ import io.tasktable.db.routines.RetryDelay;
 import io.tasktable.db.routines.RetryTask;
 import io.tasktable.db.routines.SnoozeTask;
 import io.tasktable.db.routines._CheckTaskRefs;
+import io.tasktable.db.routines._HoldQueues;
 import io.tasktable.db.routines._LockTask;
 import io.tasktable.db.tables.ClaimTasks;
 import io.tasktable.db.tables.FailTasks;
@@ -52,6 +53,19 @@ public class Routines {
         _CheckTaskRefs p = new _CheckTaskRefs();
         p.setIds(ids);
         p.setAttempts(attempts);
+
+        p.execute(configuration);
+    }
+
+    /**
+     * Call <code>tasktable._hold_queues</code>
+     */
+    public static void _HoldQueues(
+          Configuration configuration
+        , String[] names
+    ) {
+        _HoldQueues p = new _HoldQueues();
+        p.setNames(names);
 
         p.execute(configuration);
     }
