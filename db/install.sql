@@ -2057,8 +2057,8 @@ SELECT NOT EXISTS (SELECT FROM tasktable.flyway_schema_history WHERE version = '
 -- tasktable 7: enqueue checks its queues once per call, not once per task.
 --
 -- live_task.queue loses its foreign key to queue. A foreign key's check is a query per inserted row (V5 dropped the
--- one on finished_task for the same reason): enqueue_tasks of 1,000 tasks from 4 pgbench clients took 30.3-31.4 ms
--- per call with it (V6), 25.7-26.1 ms with this migration: 19% more tasks per second (docs/performance.md, item 23).
+-- one on finished_task for the same reason): enqueue_tasks of 1,000 tasks from 4 pgbench clients took 29.4-31.5 ms
+-- per call with it (V6), 24.2-28.7 ms with this migration (docs/performance.md, item 23).
 -- What it promised is kept by the functions and triggers:
 --   - enqueue_tasks already refuses an unknown queue (TT004); it now also locks the queues it names, once per call
 --     and as the foreign key did per task (FOR KEY SHARE, through the SECURITY DEFINER _hold_queues), so that none
@@ -2268,7 +2268,7 @@ BEGIN
 END
 $$;
 INSERT INTO tasktable.flyway_schema_history (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
-SELECT coalesce(max(installed_rank), 0) + 1, '7', 'enqueue checks its queues once per call', 'SQL', 'V7__enqueue_checks_its_queues_once_per_call.sql', 80438686, current_user, 0, true FROM tasktable.flyway_schema_history;
+SELECT coalesce(max(installed_rank), 0) + 1, '7', 'enqueue checks its queues once per call', 'SQL', 'V7__enqueue_checks_its_queues_once_per_call.sql', 2069249758, current_user, 0, true FROM tasktable.flyway_schema_history;
 \endif
 
 COMMIT;
