@@ -2271,4 +2271,26 @@ INSERT INTO tasktable.flyway_schema_history (installed_rank, version, descriptio
 SELECT coalesce(max(installed_rank), 0) + 1, '7', 'enqueue checks its queues once per call', 'SQL', 'V7__enqueue_checks_its_queues_once_per_call.sql', 2069249758, current_user, 0, true FROM tasktable.flyway_schema_history;
 \endif
 
+-- ================================================================================================
+-- V8__retention_zero_in_the_catalog.sql
+SELECT NOT EXISTS (SELECT FROM tasktable.flyway_schema_history WHERE version = '8' AND success) AS tasktable_apply \gset
+\if :tasktable_apply
+-- tasktable 8: what psql shows for retention and complete_tasks says what V6 made retention 0 do.
+-- Comments only; no behaviour changes.
+
+COMMENT ON COLUMN tasktable.queue.retention IS
+    'prune_tasks deletes succeeded and cancelled tasks finished longer ago than this. At 0, complete_tasks deletes a succeeded task at once instead of keeping it (no history for that queue).';
+
+COMMENT ON FUNCTION tasktable.complete_tasks(bigint[], integer[], jsonb[]) IS
+    'Mark tasks succeeded, each only if still running under the given attempt (results optional). Returns the '
+    'ids completed; an id missing from the result was no longer held by the caller (lease lost, cancelled) and '
+    'was not changed. In a queue whose retention is 0 a completed task is deleted instead of kept. Errors: TT008 '
+    'arrays, TT009 attempt.';
+
+COMMENT ON TABLE tasktable.finished_task IS
+    'Succeeded (unless their queue''s retention is 0), dead and cancelled tasks until prune_tasks deletes them. Change it only through the tasktable functions; read tasks from the view tasktable.task.';
+INSERT INTO tasktable.flyway_schema_history (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
+SELECT coalesce(max(installed_rank), 0) + 1, '8', 'retention zero in the catalog', 'SQL', 'V8__retention_zero_in_the_catalog.sql', 826586186, current_user, 0, true FROM tasktable.flyway_schema_history;
+\endif
+
 COMMIT;

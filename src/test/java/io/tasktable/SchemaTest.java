@@ -153,7 +153,10 @@ class SchemaTest {
         }
     }
 
-    /** The race the foreign key used to close: an enqueue in flight and a DELETE of its queue, in either order. */
+    /**
+     * The races the foreign key used to close: an enqueue in flight and a DELETE of its queue, in either order, and a
+     * REPEATABLE READ enqueue into a queue deleted since its snapshot.
+     */
     @Test
     void a_queue_cannot_be_deleted_under_an_enqueue_in_flight_nor_enqueued_to_while_being_deleted() throws Exception {
         try (Connection producer = db.connect(); Connection admin = db.connect()) {

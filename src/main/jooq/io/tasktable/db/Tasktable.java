@@ -174,9 +174,9 @@ public class Tasktable extends SchemaImpl {
     }
 
     /**
-     * Succeeded, dead and cancelled tasks until prune_tasks deletes them.
-     * Change it only through the tasktable functions; read tasks from the view
-     * tasktable.task.
+     * Succeeded (unless their queue's retention is 0), dead and cancelled tasks
+     * until prune_tasks deletes them. Change it only through the tasktable
+     * functions; read tasks from the view tasktable.task.
      */
     public final FinishedTask FINISHED_TASK = FinishedTask.FINISHED_TASK;
 

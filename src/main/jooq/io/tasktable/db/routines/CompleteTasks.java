@@ -19,6 +19,7 @@ import org.jooq.impl.SQLDataType;
  * Mark tasks succeeded, each only if still running under the given attempt
  * (results optional). Returns the ids completed; an id missing from the result
  * was no longer held by the caller (lease lost, cancelled) and was not changed.
+ * In a queue whose retention is 0 a completed task is deleted instead of kept.
  * Errors: TT008 arrays, TT009 attempt.
  */
 @SuppressWarnings({ "all", "unchecked", "rawtypes", "this-escape" })
@@ -50,7 +51,7 @@ public class CompleteTasks extends AbstractRoutine<Long[]> {
      * Create a new routine call instance
      */
     public CompleteTasks() {
-        super("complete_tasks", Tasktable.TASKTABLE, DSL.comment("Mark tasks succeeded, each only if still running under the given attempt (results optional). Returns the ids completed; an id missing from the result was no longer held by the caller (lease lost, cancelled) and was not changed. Errors: TT008 arrays, TT009 attempt."), SQLDataType.BIGINT.array());
+        super("complete_tasks", Tasktable.TASKTABLE, DSL.comment("Mark tasks succeeded, each only if still running under the given attempt (results optional). Returns the ids completed; an id missing from the result was no longer held by the caller (lease lost, cancelled) and was not changed. In a queue whose retention is 0 a completed task is deleted instead of kept. Errors: TT008 arrays, TT009 attempt."), SQLDataType.BIGINT.array());
 
         setReturnParameter(RETURN_VALUE);
         addInParameter(IDS);

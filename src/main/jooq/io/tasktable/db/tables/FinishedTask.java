@@ -39,9 +39,9 @@ import org.jooq.impl.TableImpl;
 
 
 /**
- * Succeeded, dead and cancelled tasks until prune_tasks deletes them. Change it
- * only through the tasktable functions; read tasks from the view
- * tasktable.task.
+ * Succeeded (unless their queue's retention is 0), dead and cancelled tasks
+ * until prune_tasks deletes them. Change it only through the tasktable
+ * functions; read tasks from the view tasktable.task.
  */
 @SuppressWarnings({ "all", "unchecked", "rawtypes", "this-escape" })
 public class FinishedTask extends TableImpl<FinishedTaskRecord> {
@@ -151,7 +151,7 @@ public class FinishedTask extends TableImpl<FinishedTaskRecord> {
     }
 
     private FinishedTask(Name alias, Table<FinishedTaskRecord> aliased, Field<?>[] parameters, Condition where) {
-        super(alias, null, aliased, parameters, DSL.comment("Succeeded, dead and cancelled tasks until prune_tasks deletes them. Change it only through the tasktable functions; read tasks from the view tasktable.task."), TableOptions.table(), where);
+        super(alias, null, aliased, parameters, DSL.comment("Succeeded (unless their queue's retention is 0), dead and cancelled tasks until prune_tasks deletes them. Change it only through the tasktable functions; read tasks from the view tasktable.task."), TableOptions.table(), where);
     }
 
     /**

@@ -108,9 +108,11 @@ public class Queue extends TableImpl<QueueRecord> {
 
     /**
      * The column <code>tasktable.queue.retention</code>. prune_tasks deletes
-     * succeeded and cancelled tasks finished longer ago than this.
+     * succeeded and cancelled tasks finished longer ago than this. At 0,
+     * complete_tasks deletes a succeeded task at once instead of keeping it (no
+     * history for that queue).
      */
-    public final TableField<QueueRecord, YearToSecond> RETENTION = createField(DSL.name("retention"), SQLDataType.INTERVAL.nullable(false).defaultValue(DSL.field(DSL.raw("'7 days'::interval"), SQLDataType.INTERVAL)), this, "prune_tasks deletes succeeded and cancelled tasks finished longer ago than this.");
+    public final TableField<QueueRecord, YearToSecond> RETENTION = createField(DSL.name("retention"), SQLDataType.INTERVAL.nullable(false).defaultValue(DSL.field(DSL.raw("'7 days'::interval"), SQLDataType.INTERVAL)), this, "prune_tasks deletes succeeded and cancelled tasks finished longer ago than this. At 0, complete_tasks deletes a succeeded task at once instead of keeping it (no history for that queue).");
 
     /**
      * The column <code>tasktable.queue.dead_retention</code>. prune_tasks

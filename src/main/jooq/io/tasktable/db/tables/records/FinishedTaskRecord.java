@@ -15,9 +15,9 @@ import org.jooq.impl.UpdatableRecordImpl;
 
 
 /**
- * Succeeded, dead and cancelled tasks until prune_tasks deletes them. Change it
- * only through the tasktable functions; read tasks from the view
- * tasktable.task.
+ * Succeeded (unless their queue's retention is 0), dead and cancelled tasks
+ * until prune_tasks deletes them. Change it only through the tasktable
+ * functions; read tasks from the view tasktable.task.
  */
 @SuppressWarnings({ "all", "unchecked", "rawtypes", "this-escape" })
 public class FinishedTaskRecord extends UpdatableRecordImpl<FinishedTaskRecord> {

@@ -156,7 +156,9 @@ public class QueueRecord extends UpdatableRecordImpl<QueueRecord> {
 
     /**
      * Setter for <code>tasktable.queue.retention</code>. prune_tasks deletes
-     * succeeded and cancelled tasks finished longer ago than this.
+     * succeeded and cancelled tasks finished longer ago than this. At 0,
+     * complete_tasks deletes a succeeded task at once instead of keeping it (no
+     * history for that queue).
      */
     public void setRetention(YearToSecond value) {
         set(8, value);
@@ -164,7 +166,9 @@ public class QueueRecord extends UpdatableRecordImpl<QueueRecord> {
 
     /**
      * Getter for <code>tasktable.queue.retention</code>. prune_tasks deletes
-     * succeeded and cancelled tasks finished longer ago than this.
+     * succeeded and cancelled tasks finished longer ago than this. At 0,
+     * complete_tasks deletes a succeeded task at once instead of keeping it (no
+     * history for that queue).
      */
     public YearToSecond getRetention() {
         return (YearToSecond) get(8);
