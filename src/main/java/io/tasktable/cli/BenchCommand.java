@@ -22,6 +22,7 @@ import java.util.Map;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicLong;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -223,9 +224,12 @@ final class BenchCommand implements Callable<Integer> {
         // on a shared machine, floors measured one after the other after the three runs differed by up to 50% from
         // one sweep row to the next (claims of 500: 51,895 and 79,501 tasks/s, minutes apart).
         List<Double> clean = new ArrayList<>();
+        List<Double> claimSizes = new ArrayList<>();
         List<Double> floors = new ArrayList<>();
         for (int i = 1; i <= runs; i++) {
-            clean.add(drainOnce(n, "run " + i + "/" + runs));
+            Drained run = drainOnce(n, "run " + i + "/" + runs);
+            clean.add(run.tasksPerS());
+            claimSizes.add(run.meanClaim());
             if (!noFloor) {
                 floors.add(floorOnce(n, floorBatch, "floor " + i + "/" + runs));
             }
@@ -234,7 +238,7 @@ final class BenchCommand implements Callable<Integer> {
         if (history) {
             addHistory();
             for (int i = 1; i <= runs; i++) {
-                withHistory.add(drainOnce(n, "history run " + i + "/" + runs));
+                withHistory.add(drainOnce(n, "history run " + i + "/" + runs).tasksPerS());
             }
         }
         long rssKb = peakWorkerRssKb();
@@ -254,6 +258,10 @@ final class BenchCommand implements Callable<Integer> {
         out.put("workers", workers);
         out.put("concurrency", concurrency);
         out.put("claim_batch", floorBatch);
+        if (!noRetention) {
+            // what the claims really took: a claim thread takes the slots free at that moment, up to claim_batch
+            out.put("mean_claim", Math.round(median(claimSizes) * 10) / 10.0);
+        }
         out.put("runs", runs);
         out.put("tasks_per_s", round(history ? median(withHistory) : tps));
         out.putPOJO("runs_tasks_per_s", clean.stream().map(BenchCommand::round).toList());
@@ -295,7 +303,7 @@ final class BenchCommand implements Callable<Integer> {
      * (history 50,000 tasks at batch 500 x 1,000, median of 3: the truncated clean runs 30,488 tasks/s, the
      * history runs, on a deleted and vacuumed table, 49,795: 163% of "clean").
      */
-    private double drainOnce(int n, String label) throws Exception {
+    private Drained drainOnce(int n, String label) throws Exception {
         try (Connection c = connect(); Statement s = c.createStatement()) {
             s.execute("UPDATE tasktable.queue SET paused = true WHERE name = 'default'");
             s.execute("DELETE FROM tasktable.finished_task WHERE kind = 'noop'");
@@ -329,12 +337,13 @@ final class BenchCommand implements Callable<Integer> {
                 // release to the first look that found the queue empty (waitUntil looks closer as it nears): a few
                 // milliseconds long, under 1% of a run of 50,000. Looking every 5 ms all along took 16% of the
                 // machine's CPU from the drain it timed (perf, the bench's main thread).
-                return n / ((System.nanoTime() - released) / 1e9);
+                return new Drained(n / ((System.nanoTime() - released) / 1e9), Double.NaN);
             }
-            try (ResultSet r = s.executeQuery("SELECT count(*), extract(epoch FROM max(finished_at) - min(started_at)) "
-                    + "FROM tasktable.finished_task WHERE kind = 'noop'")) {
+            // a claim is one transaction: its tasks share its started_at (now()), and no other claim has it
+            try (ResultSet r = s.executeQuery("SELECT count(*), extract(epoch FROM max(finished_at) - min(started_at)), "
+                    + "count(DISTINCT (worker, started_at)) FROM tasktable.finished_task WHERE kind = 'noop'")) {
                 r.next();
-                return r.getLong(1) / r.getDouble(2);
+                return new Drained(r.getLong(1) / r.getDouble(2), (double) r.getLong(1) / r.getLong(3));
             }
         }
     }
@@ -402,7 +411,10 @@ final class BenchCommand implements Callable<Integer> {
             LastCommit lastCommit = new LastCommit();
             List<Thread> threads = new ArrayList<>();
             Map<Integer, Throwable> failures = new ConcurrentHashMap<>();
-            long start = System.nanoTime();
+            // The clock starts once every thread has connected and prepared its statements, as the drain's starts at
+            // its first claim (its workers connected long before): connecting was up to 20 ms of a 0.5 s floor run.
+            CountDownLatch ready = new CountDownLatch(floorThreads);
+            CountDownLatch go = new CountDownLatch(1);
             for (int t = 0; t < floorThreads; t++) {
                 int me = t;
                 threads.add(Thread.ofPlatform().name("bench-floor-" + t).start(() -> {
@@ -412,6 +424,8 @@ final class BenchCommand implements Callable<Integer> {
                                  + "LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING id, payload");
                          PreparedStatement delete = fc.prepareStatement("DELETE FROM bench_floor WHERE id = ANY (?)")) {
                         claim.setInt(1, batch);
+                        ready.countDown();
+                        go.await();
                         while (true) {
                             List<Long> ids = new ArrayList<>(batch);
                             try (ResultSet r = claim.executeQuery()) {
@@ -430,16 +444,24 @@ final class BenchCommand implements Callable<Integer> {
                         }
                     } catch (Throwable e) {
                         failures.put(me, e);
+                        ready.countDown();
                     }
                 }));
             }
-            waitUntil(label, n, done::get);
+            ready.await();
+            long start = System.nanoTime();
+            go.countDown();
+            Runnable failed = () -> failures.values().stream().findFirst().ifPresent(e -> {
+                throw new IllegalStateException("floor failed: " + e, e);
+            });
+            waitUntil(label, n, () -> {
+                failed.run(); // else the run would never end
+                return done.get();
+            });
             for (Thread t : threads) {
                 t.join();
             }
-            if (!failures.isEmpty()) {
-                throw new IllegalStateException("floor failed: " + failures.values().iterator().next(), failures.values().iterator().next());
-            }
+            failed.run();
             return n / ((lastCommit.nanos() - start) / 1e9);
         }
     }
@@ -610,6 +632,9 @@ final class BenchCommand implements Callable<Integer> {
     }
 
     /** What a paced run enqueued (task id -> commit time, epoch microseconds), and how long its enqueuers took. */
+    /** A drain run: tasks/s, and the tasks a claim took on average (NaN when nothing is left to count them by). */
+    private record Drained(double tasksPerS, double meanClaim) {}
+
     private record Paced(Map<Long, Long> committed, double enqueueSeconds) {}
 
     /** Enqueues stamp tasks at the rate for the duration, then waits for them all. */

@@ -41,6 +41,8 @@ class BenchCommandTest {
         JsonNode result = smoke();
         assertThat(result.path("retention").asText()).startsWith("7 days");
         assertThat(result.path("clock").asText()).startsWith("database");
+        // counted from the tasks' claims: at least one task each, at most the claim batch (concurrency 16: 8)
+        assertThat(result.path("mean_claim").asDouble()).isBetween(1.0, (double) result.path("claim_batch").asInt());
     }
 
     @Test
@@ -49,6 +51,7 @@ class BenchCommandTest {
         assertThat(result.path("retention").asText()).startsWith("0");
         assertThat(result.path("clock").asText()).startsWith("bench");
         assertThat(result.path("summary").asText()).contains("retention 0");
+        assertThat(result.has("mean_claim")).as("nothing left to count claims by").isFalse();
     }
 
     @Test
