@@ -19,8 +19,8 @@ import com.zaxxer.hikari.HikariDataSource;
  */
 public final class ConnectionPool implements AutoCloseable {
 
-    /** A worker uses five pooled connections (two claim, report, heartbeat, maintenance); one spare for handlers. */
-    public static final int DEFAULT_SIZE = 6;
+    /** A worker uses six pooled connections (two claim, two report, heartbeat, maintenance); one spare for handlers. */
+    public static final int DEFAULT_SIZE = 7;
     /**
      * How long a caller waits for a pooled connection before an error: short, because the worker's loops
      * retry anyway, and a caller blocked longer only hides an outage.

@@ -63,9 +63,11 @@ public final class Worker implements AutoCloseable {
      * Claims pause while this many outcomes wait to be sent. A handler's slot frees when it returns, before its
      * outcome reaches the database; without this bound a worker whose completions lag (a slow database) claimed
      * ever more, until leases expired and tasks ran twice (bench drain of 50,000: 25,200 completions refused).
-     * 1000 is a few tens of milliseconds of completions at full speed, far inside any lease.
+     * Room for a full batch in flight on each of the reporter's threads and as many waiting (at one batch per
+     * thread, the claims paused whenever both were sending): a few tens of milliseconds of completions at full
+     * speed, far inside any lease.
      */
-    static final int MAX_UNREPORTED = 1000;
+    static final int MAX_UNREPORTED = 2 * Reporter.SENDERS * Reporter.MAX_BATCH;
     /** How often blocked loops check whether the worker is closing. */
     private static final Duration STOP_CHECK = Duration.ofMillis(100);
 
