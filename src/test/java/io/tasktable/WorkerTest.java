@@ -472,6 +472,30 @@ class WorkerTest {
         assertThat(Sql.value(c, "SELECT run_at <= now() FROM tasktable.task WHERE id = ?", slow)).as("due at once").isEqualTo(true);
     }
 
+    /**
+     * The start latency a worker reports (the tasktable.start.latency metric) runs from the task's run_at to its
+     * handler starting: the claim's lateness by the database clock, plus the time since the claim by the worker's.
+     */
+    @Test
+    void the_start_latency_a_worker_reports_runs_from_the_tasks_run_at() throws SQLException {
+        long late = ((Number) Sql.value(c, "SELECT tasktable.enqueue_task('stamp', '{}', NULL, now() - interval '30 seconds')")).longValue();
+        Map<Long, Duration> sinceDue = new ConcurrentHashMap<>();
+        WorkerObserver observer = new WorkerObserver() {
+            @Override
+            public void started(ClaimedTask task, Duration lag) {
+                sinceDue.put(task.id(), lag);
+            }
+        };
+        long onTime;
+        try (Worker worker = Worker.start(pool, Map.of("stamp", (task, context) -> TaskResult.success()), FAST, observer)) {
+            awaitState(late, "succeeded");
+            onTime = client.enqueue(NewTask.of("stamp", "{}"));
+            awaitState(onTime, "succeeded");
+        }
+        assertThat(sinceDue.get(late)).isBetween(Duration.ofSeconds(30), Duration.ofSeconds(60));
+        assertThat(sinceDue.get(onTime)).isBetween(Duration.ZERO, Duration.ofSeconds(5));
+    }
+
     @Test
     void no_claim_takes_more_than_the_claim_batch() throws SQLException {
         client.enqueueAll(Collections.nCopies(20, NewTask.of("noop", "{}")));
