@@ -35,9 +35,9 @@ import io.tasktable.db.Routines;
 /**
  * Sends the outcomes of finished attempts to the database, on threads of its own. Completions are batched into
  * one {@code complete_tasks} call (flushed by size or after a few milliseconds); the rarer failures and
- * snoozes go one call each. Its threads take turns gathering: one gathers the next batch while another's is sent. An outcome that could not be sent because of a passing outage is sent again
- * until it gets through: the attempt number fences it, so a repeat or a late report about a task rescued
- * meanwhile changes nothing.
+ * snoozes go one call each. The threads take turns gathering: one gathers the next batch while another's is
+ * sent. An outcome that could not be sent because of a passing outage is sent again until it gets through: the
+ * attempt number fences it, so a repeat or a late report about a task rescued meanwhile changes nothing.
  */
 final class Reporter {
 

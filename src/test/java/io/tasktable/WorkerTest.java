@@ -473,6 +473,39 @@ class WorkerTest {
     }
 
     /**
+     * A completion stuck in the database (here on a lock, held by the test) does not hold up the next one: the
+     * reporter sends on two threads. With one, the second task stayed running until the first got through.
+     */
+    @Test
+    void a_completion_stuck_in_the_database_does_not_hold_up_the_next() throws SQLException {
+        Sql.update(c, "CREATE SEQUENCE public.stall_seq");
+        Sql.update(c, "CREATE FUNCTION public.stall_first() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                + "IF nextval('public.stall_seq') = 1 THEN PERFORM pg_advisory_xact_lock(4242); END IF; RETURN NULL; END $$");
+        Sql.update(c, "CREATE TRIGGER stall_first AFTER INSERT ON tasktable.finished_task FOR EACH ROW "
+                + "EXECUTE FUNCTION public.stall_first()");
+        try (Connection gate = db.connect();
+             Worker worker = Worker.start(pool, Map.of("noop", (task, context) -> TaskResult.success()), FAST)) {
+            long first;
+            Sql.value(gate, "SELECT pg_advisory_lock(4242)");
+            try {
+                first = client.enqueue(NewTask.of("noop", "{}"));
+                eventually().until(() -> Sql.count(c, "SELECT count(*) FROM pg_stat_activity WHERE application_name = ? "
+                        + "AND wait_event_type = 'Lock' AND wait_event = 'advisory'", APP) == 1);
+                long second = client.enqueue(NewTask.of("noop", "{}"));
+                awaitState(second, "succeeded");
+                assertThat(Sql.state(c, first)).as("its completion still waits on the lock").isEqualTo("running");
+            } finally {
+                Sql.value(gate, "SELECT pg_advisory_unlock(4242)"); // else the worker could not close
+            }
+            awaitState(first, "succeeded");
+        } finally {
+            Sql.update(c, "DROP TRIGGER stall_first ON tasktable.finished_task");
+            Sql.update(c, "DROP FUNCTION public.stall_first()");
+            Sql.update(c, "DROP SEQUENCE public.stall_seq");
+        }
+    }
+
+    /**
      * The start latency a worker reports (the tasktable.start.latency metric) runs from the task's run_at to its
      * handler starting: the claim's lateness by the database clock, plus the time since the claim by the worker's.
      */
