@@ -69,6 +69,15 @@ public final class Worker implements AutoCloseable {
      * speed, far inside any lease.
      */
     static final int MAX_UNREPORTED = 2 * Reporter.SENDERS * Reporter.MAX_BATCH;
+    /**
+     * How long a claim thread waits for half a batch of free slots when tasks are waiting (never when the last claim
+     * found none, so an idle worker claims a new task at once). Without it a claim thread woke at the first free slot
+     * and claimed what was free then: bench drain, median of 3, two alternating pairs, 1 x 256 (claims of up to
+     * 128) took 84 per claim on average, 59,622 / 66,675 tasks/s; with it 104-107, 72,229 / 66,170; 1 x 64 (up to
+     * 32) 21.3 -> 28.0-28.1 per claim, 34,709 / 38,992 -> 41,612 / 44,648 tasks/s. Latency at 50/s and steady at
+     * 2,000/s did not move (p50 0.89 and 1.84 ms).
+     */
+    static final Duration FILL_WAIT = Duration.ofMillis(1);
     /** How often blocked loops check whether the worker is closing. */
     private static final Duration STOP_CHECK = Duration.ofMillis(100);
 
@@ -204,6 +213,17 @@ public final class Worker implements AutoCloseable {
                     }
                     int n = 1 + slots.drainPermits();
                     held = n;
+                    int half = options.claimSize() / 2;
+                    if (backlog && n < half) {
+                        // Tasks are waiting and few slots are free: running tasks free more within moments, and a
+                        // claim taking them then costs one transaction where claiming now and again costs several.
+                        if (slots.tryAcquire(half - n, FILL_WAIT.toNanos(), TimeUnit.NANOSECONDS)) {
+                            n = half;
+                            held = n;
+                        }
+                        n += slots.drainPermits();
+                        held = n;
+                    }
                     if (n > options.claimSize()) {
                         slots.release(n - options.claimSize());
                         n = options.claimSize();
