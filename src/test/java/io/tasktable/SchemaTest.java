@@ -2,16 +2,17 @@ package io.tasktable;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
 
 import java.sql.Array;
 import java.sql.Connection;
 import java.sql.SQLException;
+import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
-import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
 
 import org.junit.jupiter.api.Test;
@@ -208,12 +209,9 @@ class SchemaTest {
     /** Waits until the connection's backend is blocked on a lock. */
     private void awaitLockWait(Connection waiter) throws Exception {
         int pid = waiter.unwrap(PGConnection.class).getBackendPID();
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
         try (Connection probe = db.connect()) {
-            while (Sql.count(probe, "SELECT count(*) FROM pg_stat_activity WHERE pid = ? AND wait_event_type = 'Lock'", pid) == 0) {
-                assertThat(System.nanoTime()).as("backend %s waits on a lock within 30 s", pid).isLessThan(deadline);
-                Thread.sleep(10);
-            }
+            await().atMost(Duration.ofSeconds(30)).pollInterval(Duration.ofMillis(10)).until(() ->
+                    Sql.count(probe, "SELECT count(*) FROM pg_stat_activity WHERE pid = ? AND wait_event_type = 'Lock'", pid) > 0);
         }
     }
 
