@@ -66,6 +66,8 @@ final class BenchCommand implements Callable<Integer> {
     private static final Duration POLL_EVERY = Duration.ofMillis(250);
     private static final Duration WORKERS_UP_TIMEOUT = Duration.ofSeconds(60);
     private static final int ENQUEUE_CHUNK = 10_000;
+    /** The largest payload enqueue_tasks takes (1 MB as text), less room for the object around the padding. */
+    private static final int MAX_PAYLOAD_BYTES = 1_048_576;
 
     @Spec
     private CommandSpec spec;
@@ -118,6 +120,11 @@ final class BenchCommand implements Callable<Integer> {
             + "complete_tasks deletes each one as the floor does; timed by the bench's clock (release to empty queue).")
     private boolean noRetention;
 
+    @Option(names = "--payload-bytes", paramLabel = "N",
+            description = "drain, history: each task's payload (and the floor's) is a JSON object of about N bytes "
+                    + "(default: ${DEFAULT-VALUE}, the empty object).")
+    private int payloadBytes = 0;
+
     @Option(names = "--worker-jvm-opts", paramLabel = "FLAGS", description = "JVM flags of the worker processes (default: ${DEFAULT-VALUE}).")
     private String workerJvmOpts = DEFAULT_WORKER_JVM_OPTS;
 
@@ -126,6 +133,10 @@ final class BenchCommand implements Callable<Integer> {
 
     @Option(names = "--keep", description = "Keep the bench database and the worker logs at the end (names printed on stderr).")
     private boolean keep;
+
+    /** Size of a queued task's payload (octet_length of its text) in the last drain run and floor run: what --payload-bytes gave. */
+    private long payloadOctets;
+    private long floorPayloadOctets;
 
     /** Set once CHECKPOINT was refused (the role is neither superuser nor pg_checkpoint). */
     private boolean checkpointRefused;
@@ -186,6 +197,13 @@ final class BenchCommand implements Callable<Integer> {
             throw new ParameterException(spec.commandLine(), "--runs, --workers, --threads, --batch-size, --floor-threads, "
                     + "--tasks and --rate must be positive");
         }
+        if (payloadBytes < 0 || payloadBytes > MAX_PAYLOAD_BYTES) {
+            throw new ParameterException(spec.commandLine(), "--payload-bytes must be between 0 and " + MAX_PAYLOAD_BYTES
+                    + " (enqueue_tasks refuses payloads over 1 MB)");
+        }
+        if (payloadBytes > 0 && scenario != Scenario.drain && scenario != Scenario.history) {
+            throw new ParameterException(spec.commandLine(), "--payload-bytes applies to drain and history only");
+        }
         if (noRetention && scenario != Scenario.drain) {
             throw new ParameterException(spec.commandLine(), "--no-retention applies to drain only (history needs its finished tasks)");
         }
@@ -244,8 +262,16 @@ final class BenchCommand implements Callable<Integer> {
         long rssKb = peakWorkerRssKb();
         stopWorkers();
         double floor = Double.NaN;
+        // The ratio is the median of each run's ratio to the floor run right after it, not a ratio of medians: the
+        // machine's speed drifts between pairs more than within one.
+        List<Double> ratios = new ArrayList<>();
+        double ratio = Double.NaN;
         if (!noFloor) {
             floor = median(floors);
+            for (int i = 0; i < runs; i++) {
+                ratios.add(clean.get(i) / floors.get(i));
+            }
+            ratio = median(ratios);
             try (Connection c = connect(); Statement s = c.createStatement()) {
                 s.execute("DROP TABLE bench_floor");
             }
@@ -263,6 +289,7 @@ final class BenchCommand implements Callable<Integer> {
             out.put("mean_claim", Math.round(median(claimSizes) * 10) / 10.0);
         }
         out.put("runs", runs);
+        out.put("payload_bytes", payloadOctets);
         out.put("tasks_per_s", round(history ? median(withHistory) : tps));
         out.putPOJO("runs_tasks_per_s", clean.stream().map(BenchCommand::round).toList());
         String extra = "";
@@ -278,8 +305,11 @@ final class BenchCommand implements Callable<Integer> {
         }
         if (!noFloor) {
             out.put("floor_tasks_per_s", round(floor));
-            out.put("floor_ratio", round3(tps / floor));
+            out.putPOJO("runs_floor_tasks_per_s", floors.stream().map(BenchCommand::round).toList());
+            out.put("floor_ratio", round3(ratio));
+            out.putPOJO("runs_floor_ratio", ratios.stream().map(BenchCommand::round3).toList());
             out.put("floor_threads", floorThreads);
+            out.put("floor_payload_bytes", floorPayloadOctets);
         }
         out.put("worker_peak_rss_mb", rssKb / 1024);
         out.put("worker_jvm_opts", workerJvmOpts);
@@ -288,10 +318,12 @@ final class BenchCommand implements Callable<Integer> {
                 : "database: min(started_at) to max(finished_at) of the run's tasks");
         out.put("checkpoint_before_each_run", !checkpointRefused);
         out.put("summary", String.format(Locale.ROOT,
-                "%s: %,d no-op tasks, %d worker(s) x %d, claim batch %d%s: %,.0f tasks/s clean (median of %d)%s%s; "
+                "%s: %,d no-op tasks%s, %d worker(s) x %d, claim batch %d%s: %,.0f tasks/s clean (median of %d)%s%s; "
                         + "worker peak RSS %d MB",
-                scenario, n, workers, concurrency, floorBatch, noRetention ? ", retention 0" : "", tps, runs, extra,
-                noFloor ? "" : String.format(Locale.ROOT, "; floor %,.0f tasks/s (%.0f%%)", floor, 100 * tps / floor),
+                scenario, n, payloadBytes == 0 ? "" : String.format(Locale.ROOT, " (payloads of %,d bytes)", payloadOctets),
+                workers, concurrency, floorBatch, noRetention ? ", retention 0" : "", tps, runs, extra,
+                noFloor ? "" : String.format(Locale.ROOT, "; floor %,.0f tasks/s (%.0f%%, median of the runs' ratios)",
+                        floor, 100 * ratio),
                 rssKb / 1024));
         return out;
     }
@@ -308,8 +340,9 @@ final class BenchCommand implements Callable<Integer> {
             s.execute("UPDATE tasktable.queue SET paused = true WHERE name = 'default'");
             s.execute("DELETE FROM tasktable.finished_task WHERE kind = 'noop'");
             s.execute("DELETE FROM tasktable.live_task WHERE kind = 'noop'");
-            enqueueNoops(c, n);
+            enqueueNoops(c, n, payload());
             long first = query(c, "SELECT min(id) FROM tasktable.live_task WHERE kind = 'noop'");
+            payloadOctets = query(c, "SELECT octet_length(payload::text) FROM tasktable.live_task WHERE id = " + first);
             s.execute("VACUUM ANALYZE tasktable.live_task, tasktable.finished_task");
             checkpoint(s);
             long released = System.nanoTime();
@@ -367,11 +400,17 @@ final class BenchCommand implements Callable<Integer> {
         }
     }
 
-    private static void enqueueNoops(Connection c, int n) throws SQLException {
+    /** The no-op tasks' payload: {@code {}}, or with --payload-bytes an object whose text is that long (at least 11 bytes). */
+    private String payload() {
+        return payloadBytes == 0 ? "{}" : "{\"pad\": \"" + "x".repeat(Math.max(0, payloadBytes - 11)) + "\"}";
+    }
+
+    private static void enqueueNoops(Connection c, int n, String payload) throws SQLException {
         try (PreparedStatement p = c.prepareStatement("SELECT cardinality(tasktable.enqueue_tasks(ARRAY(SELECT "
-                + "ROW('noop', NULL, NULL, NULL, NULL, NULL, NULL)::tasktable.task_spec FROM generate_series(1, ?))))")) {
+                + "ROW('noop', ?::jsonb, NULL, NULL, NULL, NULL, NULL)::tasktable.task_spec FROM generate_series(1, ?))))")) {
+            p.setString(1, payload);
             for (int done = 0; done < n; done += ENQUEUE_CHUNK) {
-                p.setInt(1, Math.min(ENQUEUE_CHUNK, n - done));
+                p.setInt(2, Math.min(ENQUEUE_CHUNK, n - done));
                 p.executeQuery().close();
             }
         }
@@ -401,10 +440,12 @@ final class BenchCommand implements Callable<Integer> {
                     + "payload jsonb NOT NULL DEFAULT '{}', run_at timestamptz NOT NULL DEFAULT now(), locked_at timestamptz)");
             s.execute("DELETE FROM bench_floor");
             s.execute("VACUUM bench_floor");
-            try (PreparedStatement fill = c.prepareStatement("INSERT INTO bench_floor (payload) SELECT '{}' FROM generate_series(1, ?)")) {
-                fill.setInt(1, n);
+            try (PreparedStatement fill = c.prepareStatement("INSERT INTO bench_floor (payload) SELECT ?::jsonb FROM generate_series(1, ?)")) {
+                fill.setString(1, payload());
+                fill.setInt(2, n);
                 fill.executeUpdate();
             }
+            floorPayloadOctets = query(c, "SELECT octet_length(payload::text) FROM bench_floor ORDER BY id LIMIT 1");
             s.execute("VACUUM ANALYZE bench_floor");
             checkpoint(s);
             AtomicLong done = new AtomicLong();

@@ -1,6 +1,7 @@
 package io.tasktable.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.within;
 
 import java.io.PrintWriter;
 import java.io.StringWriter;
@@ -52,6 +53,37 @@ class BenchCommandTest {
         assertThat(result.path("clock").asText()).startsWith("bench");
         assertThat(result.path("summary").asText()).contains("retention 0");
         assertThat(result.has("mean_claim")).as("nothing left to count claims by").isFalse();
+    }
+
+    @Test
+    void bench_drain_fills_the_payloads_it_is_asked_for_and_pairs_each_run_with_a_floor_run() throws Exception {
+        JsonNode result = smoke("--payload-bytes", "2000", "--runs", "2");
+        // measured from the tables, not echoed from the option
+        assertThat(result.path("payload_bytes").asInt()).isEqualTo(2000);
+        assertThat(result.path("floor_payload_bytes").asInt()).isEqualTo(2000);
+        assertThat(result.path("summary").asText()).contains("payloads of 2,000 bytes");
+        JsonNode drains = result.path("runs_tasks_per_s");
+        JsonNode floors = result.path("runs_floor_tasks_per_s");
+        JsonNode ratios = result.path("runs_floor_ratio");
+        assertThat(drains.size()).isEqualTo(2);
+        assertThat(floors.size()).isEqualTo(2);
+        assertThat(ratios.size()).isEqualTo(2);
+        for (int i = 0; i < 2; i++) {
+            assertThat(ratios.get(i).asDouble()).isCloseTo(drains.get(i).asDouble() / floors.get(i).asDouble(), within(0.01));
+        }
+        assertThat(result.path("floor_ratio").asDouble())
+                .isCloseTo((ratios.get(0).asDouble() + ratios.get(1).asDouble()) / 2, within(0.002));
+    }
+
+    @Test
+    void bench_refuses_a_payload_over_the_limit_or_outside_drain() {
+        StringWriter err = new StringWriter();
+        CommandLine cli = Main.commandLine();
+        cli.setErr(new PrintWriter(err, true));
+        assertThat(cli.execute("bench", "drain", "--payload-bytes", "2000000")).isEqualTo(Cli.EXIT_USAGE);
+        assertThat(err.toString()).contains("--payload-bytes must be between 0 and 1048576");
+        assertThat(cli.execute("bench", "enqueue", "--payload-bytes", "100")).isEqualTo(Cli.EXIT_USAGE);
+        assertThat(err.toString()).contains("--payload-bytes applies to drain and history only");
     }
 
     @Test
