@@ -2293,4 +2293,36 @@ INSERT INTO tasktable.flyway_schema_history (installed_rank, version, descriptio
 SELECT coalesce(max(installed_rank), 0) + 1, '8', 'retention zero in the catalog', 'SQL', 'V8__retention_zero_in_the_catalog.sql', 826586186, current_user, 0, true FROM tasktable.flyway_schema_history;
 \endif
 
+-- ================================================================================================
+-- V9__enqueue_keeps_one_plan_per_session.sql
+SELECT NOT EXISTS (SELECT FROM tasktable.flyway_schema_history WHERE version = '9' AND success) AS tasktable_apply \gset
+\if :tasktable_apply
+-- tasktable 9: enqueue_tasks (and so enqueue_task and enqueue_tasks_json) keeps one plan per session instead of
+-- planning each call, as the worker's batch functions do since V4. Same signature, same behaviour.
+--
+-- PL/pgSQL kept choosing custom plans for enqueue_tasks' statements, so every call planned them again: for one
+-- task that planning was most of the call. pgbench on a 2-core machine whose bare single-row INSERT commits
+-- 8,350/s from 8 clients (session 7), SELECT tasktable.enqueue_task('noop') per transaction, two alternating
+-- pairs (tasks/s):
+--
+--                       custom plans (before)   one generic plan (after)
+--   8 clients           1,487 / 1,420           2,271 / 1,989
+--   1 client              810 / 917             1,451 / 1,234
+--   4 clients, 1,000 per enqueue_tasks call     92,700 / 102,000   94,400 / 110,100
+--   1 client, 10,000 per call (ms per call)     557 / 200          175 / 162
+--
+-- enable_seqscan = off: a generic plan is made once, from the statistics of that moment, and kept for the session.
+-- Made when ANALYZE had seen live_task empty (a new install), it looked up an existing task's dedup key by a seq
+-- scan of the whole table, on every later call of that session (200,000 tasks: 200,002 rows read per enqueue_task
+-- with a dedup key; SchemaTest checks this). Every table enqueue_tasks reads, it reads by key (queue by name,
+-- live_task by (queue, dedup_key) in task_dedup_idx), so no plan of it needs a seq scan. jit = off: none of its
+-- statements gains from JIT, and a plan that still had to scan would cost 10^10 and be JIT-compiled (see V4).
+-- CREATE OR REPLACE FUNCTION keeps only the SET clauses it names: a later migration that replaces enqueue_tasks
+-- must repeat these.
+ALTER FUNCTION tasktable.enqueue_tasks(tasktable.task_spec[])
+    SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET jit = off;
+INSERT INTO tasktable.flyway_schema_history (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
+SELECT coalesce(max(installed_rank), 0) + 1, '9', 'enqueue keeps one plan per session', 'SQL', 'V9__enqueue_keeps_one_plan_per_session.sql', 1705084423, current_user, 0, true FROM tasktable.flyway_schema_history;
+\endif
+
 COMMIT;

@@ -28,6 +28,8 @@ bench drain --workers 2 --concurrency 500
 bench drain --claim-batch 100 --concurrency 400 --no-retention
 bench drain --concurrency 256 --no-retention
 bench drain --claim-batch 500 --concurrency 2000 --no-retention
+bench drain --claim-batch 100 --concurrency 400 --payload-bytes 1000
+bench drain --claim-batch 500 --concurrency 2000 --payload-bytes 1000
 # enqueue: single-task transactions from 8 threads; batches of 1,000 from 4 threads
 bench enqueue --threads 8
 bench enqueue --batch-size 1000 --threads 4 --tasks 200000

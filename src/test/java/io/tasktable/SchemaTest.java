@@ -257,6 +257,32 @@ class SchemaTest {
     }
 
     /**
+     * enqueue_tasks keeps the plan it made at its first call for the whole session (V9). Made while ANALYZE had seen
+     * no task (a new install), that plan must still find an existing dedup key by index once the table holds many:
+     * without enable_seqscan = off it read all 20,000 rows per call.
+     */
+    @Test
+    void enqueue_finds_a_dedup_key_by_index_with_the_plan_it_made_on_an_empty_table() throws SQLException {
+        try (Connection c = db.connect()) {
+            db.reset();
+            Sql.update(c, "ANALYZE tasktable.live_task");
+            // the session's first calls: the plans are made now, from statistics that saw no task
+            assertThat(Sql.count(c, "SELECT tasktable.enqueue_task('first', dedup_key => 'k0')")).isPositive();
+            Sql.update(c, "INSERT INTO tasktable.live_task (queue, kind, dedup_key) "
+                    + "SELECT 'default', 'noop', 'd' || g FROM generate_series(1, 20000) g");
+            long existing = Sql.count(c, "SELECT id FROM tasktable.live_task WHERE dedup_key = 'd5'");
+
+            assertThat(seqScanFree(c, "enqueue_task",
+                    () -> Sql.count(c, "SELECT tasktable.enqueue_task('again', dedup_key => 'd5')"))).isEqualTo(existing);
+            assertThat(seqScanFree(c, "enqueue_tasks", () -> Sql.count(c, "SELECT cardinality(tasktable.enqueue_tasks(ARRAY["
+                    + "ROW('again', NULL, NULL, NULL, NULL, NULL, 'd7')::tasktable.task_spec, "
+                    + "ROW('new', NULL, NULL, NULL, NULL, NULL, 'fresh')::tasktable.task_spec]))"))).isEqualTo(2);
+            assertThat(Sql.count(c, "SELECT count(*) FROM tasktable.live_task")).as("only 'fresh' was added").isEqualTo(20_002);
+            db.reset();
+        }
+    }
+
+    /**
      * CREATE OR REPLACE FUNCTION drops the SET clauses it does not repeat, so a later migration could silently bring
      * back planning per call (V4) or the plans that rescan the id array (V3); this keeps them in sight.
      */
@@ -265,11 +291,12 @@ class SchemaTest {
         try (Connection c = db.connect()) {
             Map<String, String> settings = Sql.rows(c, "SELECT p.proname, array_to_string(p.proconfig, ',') AS config "
                     + "FROM pg_proc p WHERE p.pronamespace = 'tasktable'::regnamespace AND p.proname IN "
-                    + "('claim_tasks', 'complete_tasks', 'fail_tasks', 'extend_lease')").stream()
+                    + "('claim_tasks', 'complete_tasks', 'fail_tasks', 'extend_lease', 'enqueue_tasks')").stream()
                     .collect(Collectors.toMap(r -> (String) r.get("proname"), r -> String.valueOf(r.get("config"))));
-            assertThat(settings).hasSize(4);
+            assertThat(settings).hasSize(5);
             settings.forEach((fn, config) -> assertThat(config).as(fn)
                     .contains("plan_cache_mode=force_generic_plan", "jit=off"));
+            assertThat(settings.get("enqueue_tasks")).as("enqueue_tasks").contains("enable_seqscan=off");
             for (String fn : List.of("complete_tasks", "fail_tasks", "extend_lease")) {
                 assertThat(settings.get(fn)).as(fn).contains("enable_seqscan=off", "enable_nestloop=off");
             }

@@ -342,7 +342,7 @@ final class BenchCommand implements Callable<Integer> {
             s.execute("DELETE FROM tasktable.live_task WHERE kind = 'noop'");
             enqueueNoops(c, n, payload());
             long first = query(c, "SELECT min(id) FROM tasktable.live_task WHERE kind = 'noop'");
-            payloadOctets = query(c, "SELECT octet_length(payload::text) FROM tasktable.live_task WHERE id = " + first);
+            payloadOctets = query(c, "SELECT octet_length(payload::text) FROM tasktable.live_task WHERE kind = 'noop' ORDER BY id LIMIT 1");
             s.execute("VACUUM ANALYZE tasktable.live_task, tasktable.finished_task");
             checkpoint(s);
             long released = System.nanoTime();
