@@ -66,7 +66,7 @@ final class BenchCommand implements Callable<Integer> {
     private static final Duration POLL_EVERY = Duration.ofMillis(250);
     private static final Duration WORKERS_UP_TIMEOUT = Duration.ofSeconds(60);
     private static final int ENQUEUE_CHUNK = 10_000;
-    /** The largest payload enqueue_tasks takes (1 MB as text), less room for the object around the padding. */
+    /** The largest payload enqueue_tasks takes: 1 MB as text (the padded object of payload() is that long in all). */
     private static final int MAX_PAYLOAD_BYTES = 1_048_576;
 
     @Spec
