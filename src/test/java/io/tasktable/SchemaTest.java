@@ -257,6 +257,29 @@ class SchemaTest {
     }
 
     /**
+     * live_task's payload CHECK reads the stored size before it serializes anything (V10), and still accepts every
+     * payload enqueue accepts: 200,000 zeros take 2.4 MB as jsonb but 600 KB as text. By hand, over 1 MB of text is
+     * refused as before.
+     */
+    @Test
+    void the_payload_check_takes_what_enqueue_takes_and_refuses_what_it_refuses() throws SQLException {
+        try (Connection c = db.connect()) {
+            db.reset();
+            assertThat(Sql.count(c, "SELECT pg_column_size(j) FROM (SELECT jsonb_agg(0) AS j FROM generate_series(1, 200000)) x"))
+                    .as("stored larger than the limit").isGreaterThan(1_048_576);
+            assertThat(Sql.count(c, "SELECT tasktable.enqueue_task('zeros', (SELECT jsonb_agg(0) FROM generate_series(1, 200000)))"))
+                    .isPositive();
+            // the claim writes a new version of the row, and every CHECK runs again on it
+            assertThat(Sql.count(c, "SELECT count(*) FROM tasktable.claim_tasks(1, 'w')")).isEqualTo(1);
+            assertThatThrownBy(() -> Sql.update(c, "INSERT INTO tasktable.live_task (queue, kind, payload) "
+                    + "VALUES ('default', 'big', jsonb_build_object('pad', repeat('x', 1100000)))"))
+                    .isInstanceOfSatisfying(SQLException.class, e -> assertThat(e.getSQLState()).isEqualTo("23514"))
+                    .hasMessageContaining("payload_size_limit");
+            db.reset();
+        }
+    }
+
+    /**
      * enqueue_tasks keeps the plan it made at its first call for the whole session (V9). Made while ANALYZE had seen
      * no task (a new install), that plan must still find an existing dedup key by index once the table holds many:
      * without enable_seqscan = off it read all 20,000 rows per call.

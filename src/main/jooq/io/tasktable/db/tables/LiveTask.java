@@ -207,7 +207,7 @@ public class LiveTask extends TableImpl<LiveTaskRecord> {
             Internal.createCheck(this, DSL.name("kind_valid"), "(((length(kind) >= 1) AND (length(kind) <= 255)))", true),
             Internal.createCheck(this, DSL.name("live_task_state"), "(((state = ANY (ARRAY['queued'::tasktable.task_state, 'running'::tasktable.task_state])) AND (finished_at IS NULL)))", true),
             Internal.createCheck(this, DSL.name("payload_object_or_array"), "((jsonb_typeof(payload) = ANY (ARRAY['object'::text, 'array'::text])))", true),
-            Internal.createCheck(this, DSL.name("payload_size_limit"), "((octet_length((payload)::text) <= 1048576))", true),
+            Internal.createCheck(this, DSL.name("payload_size_limit"), "(((pg_column_size(payload) <= 1048576) OR (octet_length((payload)::text) <= 1048576)))", true),
             Internal.createCheck(this, DSL.name("priority_in_range"), "(((priority >= '-1000'::integer) AND (priority <= 1000)))", true),
             Internal.createCheck(this, DSL.name("result_size_limit"), "((octet_length((result)::text) <= 1048576))", true),
             Internal.createCheck(this, DSL.name("running_has_lease"), "(((state = 'running'::tasktable.task_state) = (lease_expires_at IS NOT NULL)))", true)
