@@ -3,8 +3,9 @@
 --
 -- PostgreSQL evaluates every CHECK of a table on each new row version, so octet_length(payload::text) serialized
 -- the whole payload at every claim, heartbeat and failure, not only at enqueue. pg_column_size reads the stored
--- size from the value's header. pgbench, one client, the claim of V5 in plain SQL on two copies of live_task
--- alternating in one script (so a drifting machine slows both alike), claims of 500, 200,000 tasks (session 7):
+-- size from the value's header. pgbench, one client, the claim of V5 in plain SQL on two tables with live_task's
+-- columns and claim indexes that differ only in this CHECK, alternating in one script (so a drifting machine slows
+-- both alike), claims of 500, 200,000 tasks (session 7):
 --   payloads of about 1,000 bytes   20.1 / 20.6 ms per claim -> 17.3 / 18.9; the copies in the other order 18.1 / 17.4 -> 15.5 / 15.4
 --   payloads of about 60 bytes      11.3 / 10.7 ms per claim -> 10.6 / 10.1
 --
