@@ -2345,12 +2345,15 @@ SELECT NOT EXISTS (SELECT FROM tasktable.flyway_schema_history WHERE version = '
 -- functions accept: a payload passes when its stored size is at most 1 MB, and only one larger than that is
 -- serialized to compare its text with the limit, as before. (The stored size alone would not do: a jsonb array of
 -- small numbers takes several times its text's size.)
+--
+-- Upgrading validates the new CHECK on every live task, in one scan of live_task under its ACCESS EXCLUSIVE lock:
+-- enqueues and claims wait for it. The scan reads each payload's header, not the payload.
 ALTER TABLE tasktable.live_task
     DROP CONSTRAINT payload_size_limit,
     ADD CONSTRAINT payload_size_limit
         CHECK (pg_column_size(payload) <= 1048576 OR octet_length(payload::text) <= 1048576);
 INSERT INTO tasktable.flyway_schema_history (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
-SELECT coalesce(max(installed_rank), 0) + 1, '10', 'payload check without serializing', 'SQL', 'V10__payload_check_without_serializing.sql', -13486944, current_user, 0, true FROM tasktable.flyway_schema_history;
+SELECT coalesce(max(installed_rank), 0) + 1, '10', 'payload check without serializing', 'SQL', 'V10__payload_check_without_serializing.sql', -1381168463, current_user, 0, true FROM tasktable.flyway_schema_history;
 \endif
 
 COMMIT;

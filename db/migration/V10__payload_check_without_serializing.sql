@@ -14,6 +14,9 @@
 -- functions accept: a payload passes when its stored size is at most 1 MB, and only one larger than that is
 -- serialized to compare its text with the limit, as before. (The stored size alone would not do: a jsonb array of
 -- small numbers takes several times its text's size.)
+--
+-- Upgrading validates the new CHECK on every live task, in one scan of live_task under its ACCESS EXCLUSIVE lock:
+-- enqueues and claims wait for it. The scan reads each payload's header, not the payload.
 ALTER TABLE tasktable.live_task
     DROP CONSTRAINT payload_size_limit,
     ADD CONSTRAINT payload_size_limit
