@@ -157,6 +157,55 @@ class BadInputTest {
         throw new AssertionError("no error from " + sql);
     }
 
+    /** One bad field each, as the seven arguments of enqueue_task (kind, payload, queue, run_at, priority, max_attempts, dedup_key). */
+    static Stream<Arguments> badSpecs() {
+        return Stream.of(
+                bad("TT001", "NULL, NULL, NULL, NULL, NULL, NULL, NULL"),
+                bad("TT001", "repeat('k', 256), NULL, NULL, NULL, NULL, NULL, NULL"),
+                bad("TT002", "'k', '\"text\"'::jsonb, NULL, NULL, NULL, NULL, NULL"),
+                bad("TT003", "'k', jsonb_build_object('blob', repeat('x', 1100000)), NULL, NULL, NULL, NULL, NULL"),
+                bad("TT004", "'k', NULL, 'no_such_queue', NULL, NULL, NULL, NULL"),
+                bad("TT012", "'k', NULL, NULL, NULL, 1001, NULL, NULL"),
+                bad("TT012", "'k', NULL, NULL, NULL, NULL, 0, NULL"),
+                bad("TT012", "'k', NULL, NULL, NULL, NULL, NULL, ''"),
+                // two problems: the first in enqueue's order wins in both
+                bad("TT001", "'', '42'::jsonb, 'no_such_queue', NULL, 5000, NULL, NULL"),
+                bad("TT012", "'k', NULL, 'no_such_queue', NULL, NULL, 0, NULL"));
+    }
+
+    /**
+     * enqueue_task inserts with statements of its own (V11), enqueue_tasks with the batch's: the same spec is
+     * refused by both with the same SQLSTATE, message and hint; only the batch names the spec's position.
+     */
+    @ParameterizedTest(name = "{0} <- {1}")
+    @MethodSource("badSpecs")
+    void enqueue_task_and_enqueue_tasks_refuse_a_spec_alike(String sqlState, String args) throws SQLException {
+        List<?> before = snapshot();
+        var single = serverError("SELECT tasktable.enqueue_task(" + args + ")");
+        var batch = serverError("SELECT tasktable.enqueue_tasks(ARRAY[ROW('ok', NULL, NULL, NULL, NULL, NULL, NULL), ROW("
+                + args + ")]::tasktable.task_spec[])");
+
+        assertThat(single.getSQLState()).isEqualTo(sqlState);
+        assertThat(batch.getSQLState()).isEqualTo(sqlState);
+        assertThat(single.getMessage()).startsWith("tasktable: ").isEqualTo(batch.getMessage());
+        assertThat(single.getHint()).isNotBlank().isEqualTo(batch.getHint());
+        assertThat(single.getDetail()).isNull();
+        assertThat(batch.getDetail()).isEqualTo("task 2 of the batch");
+        assertThat(snapshot()).isEqualTo(before);
+    }
+
+    private org.postgresql.util.ServerErrorMessage serverError(String sql) {
+        try (Statement s = c.createStatement()) {
+            s.execute(sql);
+        } catch (org.postgresql.util.PSQLException e) {
+            assertThat(e.getServerErrorMessage()).as("error of %s", sql).isNotNull();
+            return e.getServerErrorMessage();
+        } catch (SQLException e) {
+            throw new AssertionError(e);
+        }
+        throw new AssertionError("no error from " + sql);
+    }
+
     private List<?> snapshot() throws SQLException {
         return List.of(
                 Sql.rows(c, "SELECT * FROM tasktable.task ORDER BY id"),

@@ -14,6 +14,8 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.extension.ExtendWith;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.postgresql.PGConnection;
 import org.postgresql.PGNotification;
 
@@ -157,17 +159,26 @@ class InterleavingTest {
         assertThat(Sql.state(a, second)).isEqualTo("cancelled");
     }
 
-    @Test
-    void concurrent_enqueues_with_one_dedup_key_return_one_task() throws Exception {
+    /**
+     * B's insert waits for A's uncommitted task with the same key, then skips it; B must then find the task A
+     * committed. enqueue_task looks it up in a statement of its own; enqueue_tasks' lookup, in the insert's
+     * statement, cannot see it, and its retry (through enqueue_task) must.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {
+            "SELECT tasktable.enqueue_task('sync', dedup_key => 'k')",
+            "SELECT (tasktable.enqueue_tasks(ARRAY[ROW('sync', NULL, NULL, NULL, NULL, NULL, 'k')]::tasktable.task_spec[]))[1]"})
+    void concurrent_enqueues_with_one_dedup_key_return_one_task(String enqueueInB) throws Exception {
         a.setAutoCommit(false);
         long fromA = (Long) Sql.value(a, "SELECT tasktable.enqueue_task('sync', dedup_key => 'k')");
         CompletableFuture<Object> fromB = CompletableFuture.supplyAsync(() -> {
             try {
-                return Sql.value(b, "SELECT tasktable.enqueue_task('sync', dedup_key => 'k')");
+                return Sql.value(b, enqueueInB);
             } catch (SQLException e) {
                 throw new IllegalStateException(e);
             }
         });
+        db.awaitLockWait(b);
         a.commit();
 
         assertThat(fromB).succeedsWithin(10, TimeUnit.SECONDS).isEqualTo(fromA);

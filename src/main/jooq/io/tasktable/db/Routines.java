@@ -21,6 +21,8 @@ import io.tasktable.db.routines.SnoozeTask;
 import io.tasktable.db.routines._CheckTaskRefs;
 import io.tasktable.db.routines._HoldQueues;
 import io.tasktable.db.routines._LockTask;
+import io.tasktable.db.routines._RaiseTaskSpecProblem;
+import io.tasktable.db.routines._TaskSpecProblem;
 import io.tasktable.db.tables.ClaimTasks;
 import io.tasktable.db.tables.FailTasks;
 import io.tasktable.db.tables.records.FailTasksRecord;
@@ -104,6 +106,97 @@ public class Routines {
     ) {
         _LockTask f = new _LockTask();
         f.setTaskId(taskId);
+
+        return f.asField();
+    }
+
+    /**
+     * Call <code>tasktable._raise_task_spec_problem</code>
+     */
+    public static void _RaiseTaskSpecProblem(
+          Configuration configuration
+        , String problem
+        , Long taskNo
+        , String kind
+        , String queue
+        , Integer priority
+        , Integer maxAttempts
+    ) {
+        _RaiseTaskSpecProblem p = new _RaiseTaskSpecProblem();
+        p.setProblem(problem);
+        p.setTaskNo(taskNo);
+        p.setKind(kind);
+        p.setQueue(queue);
+        p.setPriority(priority);
+        p.setMaxAttempts(maxAttempts);
+
+        p.execute(configuration);
+    }
+
+    /**
+     * Call <code>tasktable._task_spec_problem</code>
+     */
+    public static String _TaskSpecProblem(
+          Configuration configuration
+        , String kind
+        , JSONB payload
+        , Integer priority
+        , Integer maxAttempts
+        , String dedupKey
+        , Boolean queueKnown
+    ) {
+        _TaskSpecProblem f = new _TaskSpecProblem();
+        f.setKind(kind);
+        f.setPayload(payload);
+        f.setPriority(priority);
+        f.setMaxAttempts(maxAttempts);
+        f.setDedupKey(dedupKey);
+        f.setQueueKnown(queueKnown);
+
+        f.execute(configuration);
+        return f.getReturnValue();
+    }
+
+    /**
+     * Get <code>tasktable._task_spec_problem</code> as a field.
+     */
+    public static Field<String> _TaskSpecProblem(
+          String kind
+        , JSONB payload
+        , Integer priority
+        , Integer maxAttempts
+        , String dedupKey
+        , Boolean queueKnown
+    ) {
+        _TaskSpecProblem f = new _TaskSpecProblem();
+        f.setKind(kind);
+        f.setPayload(payload);
+        f.setPriority(priority);
+        f.setMaxAttempts(maxAttempts);
+        f.setDedupKey(dedupKey);
+        f.setQueueKnown(queueKnown);
+
+        return f.asField();
+    }
+
+    /**
+     * Get <code>tasktable._task_spec_problem</code> as a field.
+     */
+    public static Field<String> _TaskSpecProblem(
+          Field<String> kind
+        , Field<JSONB> payload
+        , Field<Integer> priority
+        , Field<Integer> maxAttempts
+        , Field<String> dedupKey
+        , Field<Boolean> queueKnown
+    ) {
+        _TaskSpecProblem f = new _TaskSpecProblem();
+        f.setKind(kind);
+        f.setPayload(payload);
+        f.setPriority(priority);
+        f.setMaxAttempts(maxAttempts);
+        f.setDedupKey(dedupKey);
+        f.setQueueKnown(queueKnown);
 
         return f.asField();
     }

@@ -1,11 +1,14 @@
 package io.tasktable.testing;
 
+import static org.awaitility.Awaitility.await;
+
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.sql.Connection;
 import java.sql.DriverManager;
 import java.sql.SQLException;
 import java.sql.Statement;
+import java.time.Duration;
 import java.time.LocalDateTime;
 import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
@@ -18,6 +21,7 @@ import javax.sql.DataSource;
 import org.junit.jupiter.api.extension.ExtensionContext;
 import org.junit.jupiter.api.extension.ParameterContext;
 import org.junit.jupiter.api.extension.ParameterResolver;
+import org.postgresql.PGConnection;
 import org.testcontainers.DockerClientFactory;
 import org.testcontainers.postgresql.PostgreSQLContainer;
 
@@ -124,6 +128,15 @@ public final class TestDatabase implements AutoCloseable {
     }
 
     /** Back to a freshly migrated state: no tasks, only the default queue with default policy. */
+    /** Waits until the connection's backend is blocked on a lock (a row, a key, an advisory lock). */
+    public void awaitLockWait(Connection waiter) throws SQLException {
+        int pid = waiter.unwrap(PGConnection.class).getBackendPID();
+        try (Connection probe = connect()) {
+            await().atMost(Duration.ofSeconds(30)).pollInterval(Duration.ofMillis(10)).until(() ->
+                    Sql.count(probe, "SELECT count(*) FROM pg_stat_activity WHERE pid = ? AND wait_event_type = 'Lock'", pid) > 0);
+        }
+    }
+
     public void reset() throws SQLException {
         try (Connection c = connect(); Statement s = c.createStatement()) {
             s.execute("TRUNCATE tasktable.live_task, tasktable.finished_task RESTART IDENTITY");
