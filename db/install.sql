@@ -2575,7 +2575,7 @@ CREATE OR REPLACE FUNCTION tasktable.enqueue_task(
 )
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
-SET plan_cache_mode = force_generic_plan SET jit = off AS $$
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET jit = off AS $$
 -- The parameters are named like live_task's columns: in the statements below a bare name is the column, and every
 -- parameter is written enqueue_task.name.
 #variable_conflict use_column
@@ -2621,7 +2621,7 @@ BEGIN
 END
 $$;
 INSERT INTO tasktable.flyway_schema_history (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
-SELECT coalesce(max(installed_rank), 0) + 1, '11', 'enqueue task inserts one row', 'SQL', 'V11__enqueue_task_inserts_one_row.sql', -1694703468, current_user, 0, true FROM tasktable.flyway_schema_history;
+SELECT coalesce(max(installed_rank), 0) + 1, '11', 'enqueue task inserts one row', 'SQL', 'V11__enqueue_task_inserts_one_row.sql', 1770240030, current_user, 0, true FROM tasktable.flyway_schema_history;
 \endif
 
 COMMIT;

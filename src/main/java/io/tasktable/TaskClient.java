@@ -1,6 +1,10 @@
 package io.tasktable;
 
 import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Types;
 import java.time.ZoneOffset;
 import java.util.Arrays;
 import java.util.List;
@@ -10,6 +14,7 @@ import javax.sql.DataSource;
 import org.jooq.DSLContext;
 import org.jooq.JSONB;
 import org.jooq.SQLDialect;
+import org.jooq.exception.DataAccessException;
 import org.jooq.impl.DSL;
 
 import io.tasktable.db.Routines;
@@ -24,6 +29,10 @@ import io.tasktable.db.udt.records.TaskSpecRecord;
  */
 public final class TaskClient {
 
+    /** enqueue_task's call as jOOQ renders it from the generated binding; the values are bound per call. */
+    static final String ENQUEUE_SQL = DSL.using(SQLDialect.POSTGRES)
+            .select(Routines.enqueueTask((String) null, null, null, null, null, null, null)).getSQL();
+
     private final DSLContext db;
 
     public TaskClient(DataSource dataSource) {
@@ -37,14 +46,31 @@ public final class TaskClient {
 
     /** Enqueues in the caller's transaction; returns the task id (or the live duplicate's, see dedup key). */
     public static long enqueue(DSLContext tx, NewTask task) {
-        TaskSpecRecord s = spec(task);
-        return Routines.enqueueTask(tx.configuration(), s.getKind(), s.getPayload(), s.getQueue(), s.getRunAt(),
-                s.getPriority(), s.getMaxAttempts(), s.getDedupKey());
+        return tx.connectionResult(c -> enqueue(c, task));
     }
 
-    /** Enqueues in the caller's JDBC transaction. */
+    /**
+     * Enqueues in the caller's JDBC transaction. The statement is the one jOOQ renders from the generated binding,
+     * rendered once ({@link #ENQUEUE_SQL}), as the worker's claim and completion are: rendering the routine call on
+     * every enqueue was two thirds of the client's CPU per call (JFR of bench enqueue, 8 threads), on the same cores
+     * as the database in the bench (docs/performance.md, item 32).
+     */
     public static long enqueue(Connection tx, NewTask task) {
-        return enqueue(DSL.using(tx, SQLDialect.POSTGRES), task);
+        try (PreparedStatement call = tx.prepareStatement(ENQUEUE_SQL)) {
+            call.setString(1, task.kind());
+            call.setString(2, task.payloadJson());
+            call.setString(3, task.queue());
+            call.setObject(4, task.runAt().map(at -> at.atOffset(ZoneOffset.UTC)).orElse(null), Types.TIMESTAMP_WITH_TIMEZONE);
+            call.setInt(5, task.priority());
+            call.setObject(6, task.maxAttempts().isPresent() ? task.maxAttempts().getAsInt() : null, Types.INTEGER);
+            call.setString(7, task.dedupKey().orElse(null));
+            try (ResultSet id = call.executeQuery()) {
+                id.next();
+                return id.getLong(1);
+            }
+        } catch (SQLException e) {
+            throw new DataAccessException("enqueue_task: " + e.getMessage(), e);
+        }
     }
 
     /** Enqueues many tasks in one statement in its own transaction; ids in input order. */
