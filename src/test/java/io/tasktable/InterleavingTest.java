@@ -204,19 +204,21 @@ class InterleavingTest {
         assertSqlState("23514", () -> Sql.update(a, "UPDATE tasktable.queue SET lease = '0'"));
     }
 
-    @Test
-    void only_new_due_tasks_of_unpaused_queues_notify() throws SQLException {
+    /** Each call once as enqueue_task, once as a batch of enqueue_tasks (a spec with a key, and the plain INSERT of V12). */
+    @ParameterizedTest
+    @ValueSource(strings = {"SELECT tasktable.enqueue_task(%s)", "SELECT tasktable.enqueue_tasks(ARRAY[ROW(%s)]::tasktable.task_spec[])"})
+    void only_new_due_tasks_of_unpaused_queues_notify(String call) throws SQLException {
         Sql.update(a, "INSERT INTO tasktable.queue (name, paused) VALUES ('paused', true)");
-        Sql.value(a, "SELECT tasktable.enqueue_task('sync', dedup_key => 'k')");
+        Sql.value(a, call.formatted("'sync', NULL, NULL, NULL, NULL, NULL, 'k'"));
         try (Statement s = b.createStatement()) {
             s.execute("LISTEN tasktable");
         }
 
-        Sql.value(a, "SELECT tasktable.enqueue_task('sync', dedup_key => 'k')");
-        Sql.value(a, "SELECT tasktable.enqueue_task('later', run_at => now() + interval '1 hour')");
-        Sql.value(a, "SELECT tasktable.enqueue_task('held', queue => 'paused')");
+        Sql.value(a, call.formatted("'sync', NULL, NULL, NULL, NULL, NULL, 'k'"));
+        Sql.value(a, call.formatted("'later', NULL, NULL, now() + interval '1 hour', NULL, NULL, NULL"));
+        Sql.value(a, call.formatted("'held', NULL, 'paused', NULL, NULL, NULL, NULL"));
         Sql.update(a, "INSERT INTO tasktable.queue (name) VALUES ('marker')");
-        Sql.value(a, "SELECT tasktable.enqueue_task('marker', queue => 'marker')");
+        Sql.value(a, call.formatted("'marker', NULL, 'marker', NULL, NULL, NULL, NULL"));
 
         PGConnection listener = b.unwrap(PGConnection.class);
         PGNotification[] received = listener.getNotifications(10_000);
