@@ -7,7 +7,7 @@
 -- enqueue) can conflict with nothing: it is now a plain INSERT, and the ids drawn up front are the answer, in input
 -- order. A batch with any dedup key takes V11's path, unchanged. pgbench, 4 clients, enqueue_tasks
 -- of 1,000 specs without keys sent as text (-M simple, so the array is parsed on every call, as from a driver), V11
--- and this alternating on one database (session 8, 22:20 UTC), tasks/s:
+-- and this alternating on one database (session 8, 22:10 UTC), tasks/s:
 --
 --                       V11        this
 --                       79,530     109,363
