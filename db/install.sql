@@ -2609,6 +2609,9 @@ BEGIN
             END IF;
             RETURN task_id;
         END IF;
+        IF enqueue_task.dedup_key IS NULL THEN
+            RETURN NULL; -- no key, so no conflict: a BEFORE trigger on live_task dropped the row
+        END IF;
         -- The dedup key is taken by a live task: its id is the answer. If that task finished between the two
         -- statements, try again; each statement takes a new snapshot (READ COMMITTED).
         SELECT live.id INTO task_id FROM tasktable.live_task live
@@ -2621,7 +2624,7 @@ BEGIN
 END
 $$;
 INSERT INTO tasktable.flyway_schema_history (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
-SELECT coalesce(max(installed_rank), 0) + 1, '11', 'enqueue task inserts one row', 'SQL', 'V11__enqueue_task_inserts_one_row.sql', 1770240030, current_user, 0, true FROM tasktable.flyway_schema_history;
+SELECT coalesce(max(installed_rank), 0) + 1, '11', 'enqueue task inserts one row', 'SQL', 'V11__enqueue_task_inserts_one_row.sql', 987091184, current_user, 0, true FROM tasktable.flyway_schema_history;
 \endif
 
 -- ================================================================================================
@@ -2694,7 +2697,8 @@ BEGIN
     IF NOT EXISTS (SELECT FROM unnest(specs) AS s (kind, payload, queue, run_at, priority, max_attempts, dedup_key)
                    WHERE s.dedup_key IS NOT NULL) THEN
         -- No dedup key in the batch (the usual bulk enqueue): nothing can conflict, so every spec is inserted, by a
-        -- plain INSERT, and the ids drawn up front are the answer as they are.
+        -- plain INSERT, and the ids drawn up front are the answer as they are. (A BEFORE trigger on live_task that
+        -- drops rows is not supported: their ids would be returned all the same.)
         WITH input AS MATERIALIZED (
             SELECT nextval(task_ids) AS id, s.ord,
                    s.kind, coalesce(s.payload, '{}') AS payload, coalesce(s.queue, 'default') AS queue,
@@ -2748,13 +2752,12 @@ BEGIN
 
     -- A NULL is left only when a concurrent transaction committed the same key after this statement
     -- started, or the live task holding it finished meanwhile. enqueue_task inserts or finds it, each try with a new
-    -- snapshot (READ COMMITTED).
-    lost := array_position(ids, NULL);
-    WHILE lost IS NOT NULL LOOP
+    -- snapshot (READ COMMITTED); once per position, so that a row a trigger dropped (enqueue_task's NULL) is not
+    -- retried forever, as it was before V12.
+    FOR lost IN SELECT x.ord FROM unnest(ids) WITH ORDINALITY AS x (id, ord) WHERE x.id IS NULL LOOP
         ids[lost] := tasktable.enqueue_task((specs[lost]).kind, (specs[lost]).payload, (specs[lost]).queue,
                                             (specs[lost]).run_at, (specs[lost]).priority,
                                             (specs[lost]).max_attempts, (specs[lost]).dedup_key);
-        lost := array_position(ids, NULL);
     END LOOP;
 
     -- Only queues that got a due task and are not paused: a NOTIFY makes the commit take a global lock,
@@ -2778,7 +2781,7 @@ $$;
 
 
 INSERT INTO tasktable.flyway_schema_history (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
-SELECT coalesce(max(installed_rank), 0) + 1, '12', 'enqueue batches without keys insert plainly', 'SQL', 'V12__enqueue_batches_without_keys_insert_plainly.sql', -719191504, current_user, 0, true FROM tasktable.flyway_schema_history;
+SELECT coalesce(max(installed_rank), 0) + 1, '12', 'enqueue batches without keys insert plainly', 'SQL', 'V12__enqueue_batches_without_keys_insert_plainly.sql', -432270102, current_user, 0, true FROM tasktable.flyway_schema_history;
 \endif
 
 COMMIT;

@@ -247,6 +247,9 @@ BEGIN
             END IF;
             RETURN task_id;
         END IF;
+        IF enqueue_task.dedup_key IS NULL THEN
+            RETURN NULL; -- no key, so no conflict: a BEFORE trigger on live_task dropped the row
+        END IF;
         -- The dedup key is taken by a live task: its id is the answer. If that task finished between the two
         -- statements, try again; each statement takes a new snapshot (READ COMMITTED).
         SELECT live.id INTO task_id FROM tasktable.live_task live

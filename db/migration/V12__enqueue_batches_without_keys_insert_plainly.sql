@@ -64,7 +64,8 @@ BEGIN
     IF NOT EXISTS (SELECT FROM unnest(specs) AS s (kind, payload, queue, run_at, priority, max_attempts, dedup_key)
                    WHERE s.dedup_key IS NOT NULL) THEN
         -- No dedup key in the batch (the usual bulk enqueue): nothing can conflict, so every spec is inserted, by a
-        -- plain INSERT, and the ids drawn up front are the answer as they are.
+        -- plain INSERT, and the ids drawn up front are the answer as they are. (A BEFORE trigger on live_task that
+        -- drops rows is not supported: their ids would be returned all the same.)
         WITH input AS MATERIALIZED (
             SELECT nextval(task_ids) AS id, s.ord,
                    s.kind, coalesce(s.payload, '{}') AS payload, coalesce(s.queue, 'default') AS queue,
@@ -118,13 +119,12 @@ BEGIN
 
     -- A NULL is left only when a concurrent transaction committed the same key after this statement
     -- started, or the live task holding it finished meanwhile. enqueue_task inserts or finds it, each try with a new
-    -- snapshot (READ COMMITTED).
-    lost := array_position(ids, NULL);
-    WHILE lost IS NOT NULL LOOP
+    -- snapshot (READ COMMITTED); once per position, so that a row a trigger dropped (enqueue_task's NULL) is not
+    -- retried forever, as it was before V12.
+    FOR lost IN SELECT x.ord FROM unnest(ids) WITH ORDINALITY AS x (id, ord) WHERE x.id IS NULL LOOP
         ids[lost] := tasktable.enqueue_task((specs[lost]).kind, (specs[lost]).payload, (specs[lost]).queue,
                                             (specs[lost]).run_at, (specs[lost]).priority,
                                             (specs[lost]).max_attempts, (specs[lost]).dedup_key);
-        lost := array_position(ids, NULL);
     END LOOP;
 
     -- Only queues that got a due task and are not paused: a NOTIFY makes the commit take a global lock,

@@ -268,6 +268,37 @@ class SchemaTest {
     }
 
     /**
+     * A row that a BEFORE trigger drops is not inserted and conflicts with nothing: enqueue_task answers NULL for it,
+     * and enqueue_tasks' retry asks enqueue_task once, where both used to retry forever (a statement that never ends,
+     * here cut by statement_timeout with 57014).
+     */
+    @Test
+    void a_row_a_trigger_drops_gets_no_id_and_no_endless_retry() throws SQLException {
+        try (Connection c = db.connect()) {
+            db.reset();
+            Sql.update(c, "CREATE FUNCTION public.drop_some_tasks() RETURNS trigger LANGUAGE plpgsql AS "
+                    + "$$ BEGIN RETURN CASE WHEN NEW.kind = 'dropped' THEN NULL ELSE NEW END; END $$");
+            Sql.update(c, "CREATE TRIGGER drop_some_tasks BEFORE INSERT ON tasktable.live_task "
+                    + "FOR EACH ROW EXECUTE FUNCTION public.drop_some_tasks()");
+            try {
+                Sql.update(c, "SET statement_timeout = '10s'");
+                assertThat(Sql.value(c, "SELECT tasktable.enqueue_task('dropped')")).isNull();
+                Object[] ids = (Object[]) ((Array) Sql.value(c, "SELECT tasktable.enqueue_tasks(ARRAY["
+                        + "ROW('kept', NULL, NULL, NULL, NULL, NULL, 'k'), ROW('dropped', NULL, NULL, NULL, NULL, NULL, NULL)"
+                        + "]::tasktable.task_spec[])")).getArray();
+                assertThat(ids[0]).isNotNull();
+                assertThat(ids[1]).isNull();
+                assertThat(Sql.rows(c, "SELECT kind FROM tasktable.task")).containsExactly(Map.of("kind", "kept"));
+            } finally {
+                Sql.update(c, "RESET statement_timeout");
+                Sql.update(c, "DROP TRIGGER drop_some_tasks ON tasktable.live_task");
+                Sql.update(c, "DROP FUNCTION public.drop_some_tasks()");
+                db.reset();
+            }
+        }
+    }
+
+    /**
      * enqueue_tasks keeps the plan it made at its first call for the whole session (V9). Made while ANALYZE had seen
      * no task (a new install), that plan must still find an existing dedup key by index once the table holds many:
      * without enable_seqscan = off it read all 20,000 rows per call.
