@@ -1,5 +1,6 @@
 -- tasktable 12: enqueue_tasks inserts a batch without dedup keys with one plain INSERT. Same signature, same
--- behaviour, same ids in input order.
+-- results, the ids in input order. Also: a spec lost to a concurrent commit of its dedup key is retried once, through
+-- enqueue_task (which tries until it inserts or finds the key's task), not until no NULL is left (see the loop).
 --
 -- Every spec went through INSERT ... ON CONFLICT (speculative insertion, with a lock taken and released per row,
 -- with or without a key; 3.5% of the server's CPU in a perf of bench enqueue), and two hash joins put the ids back
