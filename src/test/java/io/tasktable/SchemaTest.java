@@ -13,6 +13,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.stream.Collectors;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
 
@@ -263,6 +264,29 @@ class SchemaTest {
                     + "VALUES ('default', 'big', jsonb_build_object('pad', repeat('x', 1100000)))"))
                     .isInstanceOfSatisfying(SQLException.class, e -> assertThat(e.getSQLState()).isEqualTo("23514"))
                     .hasMessageContaining("payload_size_limit");
+            db.reset();
+        }
+    }
+
+    /**
+     * A page of dead tasks, newest first, reads the dead tasks and not the succeeded history (V13): without the
+     * partial index the plan read the whole of task_finished_idx or the table: 21 pages for 20,000 rows, 83
+     * for these 100,000.
+     */
+    @Test
+    void a_page_of_dead_tasks_reads_them_and_not_the_history() throws SQLException {
+        try (Connection c = db.connect()) {
+            db.reset();
+            Sql.update(c, "INSERT INTO tasktable.finished_task (queue, kind, state, attempt, finished_at) "
+                    + "SELECT 'default', 'noop', CASE WHEN g % 25000 = 0 THEN 'dead' ELSE 'succeeded' END::tasktable.task_state, "
+                    + "1, now() FROM generate_series(1, 100000) g");
+            Sql.update(c, "ANALYZE tasktable.finished_task");
+            String page = "SELECT id FROM tasktable.task WHERE state = 'dead' ORDER BY id DESC LIMIT 51";
+            assertThat(Sql.rows(c, page)).extracting(r -> r.get("id")).containsExactly(100000L, 75000L, 50000L, 25000L);
+
+            JsonNode plan = Json.parse(String.valueOf(Sql.value(c, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + page))).get(0).get("Plan");
+            long pages = plan.get("Shared Hit Blocks").asLong() + plan.get("Shared Read Blocks").asLong();
+            assertThat(pages).as("pages read for a page of dead tasks, plan %s", plan).isLessThanOrEqualTo(20);
             db.reset();
         }
     }

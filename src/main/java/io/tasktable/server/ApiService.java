@@ -171,7 +171,9 @@ final class ApiService implements HttpService {
         List<Condition> where = new ArrayList<>();
         req.query().first("queue").ifPresent(q -> where.add(TASK.QUEUE.eq(q)));
         req.query().first("kind").ifPresent(k -> where.add(TASK.KIND.eq(k)));
-        req.query().first("state").ifPresent(s -> where.add(TASK.STATE.eq(state(s))));
+        // Inline (a closed set of values, checked by state()): a plan made for a bound state could not use the
+        // partial index of dead and cancelled tasks (V13), and would read the succeeded history to find them.
+        req.query().first("state").ifPresent(s -> where.add(TASK.STATE.eq(DSL.inline(state(s)))));
         req.query().first("before").ifPresent(b -> where.add(TASK.ID.lt(number(b, "before"))));
         int limit = req.query().first("limit").map(l -> (int) number(l, "limit")).orElse(DEFAULT_PAGE);
         if (limit < 1 || limit > MAX_PAGE) {

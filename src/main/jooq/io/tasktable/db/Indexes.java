@@ -23,6 +23,7 @@ public class Indexes {
     // INDEX definitions
     // -------------------------------------------------------------------------
 
+    public static final Index FINISHED_TASK_UNSUCCESSFUL_IDX = Internal.createIndex(DSL.name("finished_task_unsuccessful_idx"), FinishedTask.FINISHED_TASK, new OrderField[] { FinishedTask.FINISHED_TASK.ID }, false);
     public static final Index TASK_CLAIM_IDX = Internal.createIndex(DSL.name("task_claim_idx"), LiveTask.LIVE_TASK, new OrderField[] { LiveTask.LIVE_TASK.PRIORITY.desc(), LiveTask.LIVE_TASK.RUN_AT, LiveTask.LIVE_TASK.ID }, false);
     public static final Index TASK_DEDUP_IDX = Internal.createIndex(DSL.name("task_dedup_idx"), LiveTask.LIVE_TASK, new OrderField[] { LiveTask.LIVE_TASK.QUEUE, LiveTask.LIVE_TASK.DEDUP_KEY }, true);
     public static final Index TASK_FINISHED_IDX = Internal.createIndex(DSL.name("task_finished_idx"), FinishedTask.FINISHED_TASK, new OrderField[] { FinishedTask.FINISHED_TASK.QUEUE, FinishedTask.FINISHED_TASK.STATE, FinishedTask.FINISHED_TASK.FINISHED_AT }, false);

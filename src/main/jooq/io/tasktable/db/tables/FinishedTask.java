@@ -182,7 +182,7 @@ public class FinishedTask extends TableImpl<FinishedTaskRecord> {
 
     @Override
     public List<Index> getIndexes() {
-        return Arrays.asList(Indexes.TASK_FINISHED_IDX);
+        return Arrays.asList(Indexes.FINISHED_TASK_UNSUCCESSFUL_IDX, Indexes.TASK_FINISHED_IDX);
     }
 
     @Override
