@@ -56,14 +56,15 @@ public final class TaskClient {
      * as the database in the bench (docs/performance.md, item 32).
      */
     public static long enqueue(Connection tx, NewTask task) {
+        TaskSpecRecord s = spec(task);
         try (PreparedStatement call = tx.prepareStatement(ENQUEUE_SQL)) {
-            call.setString(1, task.kind());
-            call.setString(2, task.payloadJson());
-            call.setString(3, task.queue());
-            call.setObject(4, task.runAt().map(at -> at.atOffset(ZoneOffset.UTC)).orElse(null), Types.TIMESTAMP_WITH_TIMEZONE);
-            call.setInt(5, task.priority());
-            call.setObject(6, task.maxAttempts().isPresent() ? task.maxAttempts().getAsInt() : null, Types.INTEGER);
-            call.setString(7, task.dedupKey().orElse(null));
+            call.setString(1, s.getKind());
+            call.setString(2, s.getPayload().data());
+            call.setString(3, s.getQueue());
+            call.setObject(4, s.getRunAt(), Types.TIMESTAMP_WITH_TIMEZONE);
+            call.setObject(5, s.getPriority(), Types.INTEGER);
+            call.setObject(6, s.getMaxAttempts(), Types.INTEGER);
+            call.setString(7, s.getDedupKey());
             try (ResultSet id = call.executeQuery()) {
                 id.next();
                 return id.getLong(1);
