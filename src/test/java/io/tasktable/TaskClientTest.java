@@ -66,6 +66,49 @@ class TaskClientTest {
     }
 
     @Test
+    void a_batch_keeps_every_field_and_any_text_in_input_order() throws SQLException {
+        Instant later = Instant.now().plus(1, ChronoUnit.HOURS).truncatedTo(ChronoUnit.MICROS);
+        // what an array literal must quote or escape: separators, quotes, backslashes, braces, the word NULL, blanks
+        List<String> awkward = List.of("a,b", "say \"hi\"", "back\\slash", "{braces}", "(parens)", "NULL", "null",
+                " padded ", "tab\tand\nnewline", "ünïcødé ✓", "x");
+        try (Connection c = db.connect()) {
+            Sql.update(c, "INSERT INTO tasktable.queue (name) VALUES ('mail')");
+            List<NewTask> batch = new java.util.ArrayList<>();
+            for (String text : awkward) {
+                String payload = Json.MAPPER.createObjectNode().put("text", text).set("list", Json.MAPPER.createArrayNode().add(text).add(1)).toString();
+                batch.add(NewTask.of(text, payload).withDedupKey(text));
+            }
+            batch.add(NewTask.of("send_email", "[1, \"two\"]").inQueue("mail").runAt(later).withPriority(-7)
+                    .withMaxAttempts(3));
+            batch.add(NewTask.of("noop", "{}"));
+
+            List<Long> ids = TaskClient.enqueueAll(c, batch);
+
+            assertThat(ids).hasSize(batch.size()).doesNotContainNull().doesNotHaveDuplicates();
+            for (int i = 0; i < batch.size(); i++) {
+                NewTask sent = batch.get(i);
+                Map<String, Object> row = Sql.rows(c, "SELECT kind, queue, payload::text AS payload, priority, max_attempts, "
+                        + "dedup_key, extract(epoch FROM run_at)::numeric(20, 6)::text AS run_at, run_at <= now() AS due "
+                        + "FROM tasktable.task WHERE id = ?", ids.get(i)).getFirst();
+                assertThat(row).as("task %d of the batch", i + 1).containsEntry("kind", sent.kind())
+                        .containsEntry("queue", sent.queue()).containsEntry("priority", sent.priority())
+                        .containsEntry("max_attempts", sent.maxAttempts().isPresent() ? sent.maxAttempts().getAsInt() : null)
+                        .containsEntry("dedup_key", sent.dedupKey().orElse(null))
+                        .containsEntry("due", sent.runAt().isEmpty());
+                assertThat(Json.parse((String) row.get("payload"))).isEqualTo(Json.parse(sent.payloadJson()));
+            }
+            assertThat(Sql.value(c, "SELECT extract(epoch FROM run_at)::numeric(20, 6)::text FROM tasktable.task WHERE id = ?",
+                    ids.get(awkward.size())))
+                    .isEqualTo(String.format(java.util.Locale.ROOT, "%d.%06d", later.getEpochSecond(), later.getNano() / 1000));
+
+            assertThat(TaskClient.enqueueAll(c, List.of(NewTask.of("again", "{}").withDedupKey("NULL"), NewTask.of("new", "{}"))))
+                    .as("a dedup key already live answers its task; an empty batch answers nothing")
+                    .startsWith(ids.get(awkward.indexOf("NULL")));
+            assertThat(TaskClient.enqueueAll(c, List.of())).isEmpty();
+        }
+    }
+
+    @Test
     void a_task_enqueued_in_a_transaction_exists_only_if_it_commits() throws SQLException {
         try (Connection c = db.connect()) {
             DSLContext dsl = DSL.using(db.dataSource(), SQLDialect.POSTGRES);
@@ -97,5 +140,10 @@ class TaskClientTest {
                 .isInstanceOf(DataAccessException.class)
                 .hasMessageContaining("tasktable: unknown queue 'no_such_queue'");
         assertThat(client.enqueueAll(List.of(NewTask.of("k", "{}")))).hasSize(1);
+        assertSqlState("TT004", () -> client.enqueueAll(List.of(NewTask.of("k", "{}"), NewTask.of("k", "{}").inQueue("nope"))));
+        assertSqlState("22P02", () -> client.enqueueAll(List.of(NewTask.of("k", "{not json"))));
+        assertThatThrownBy(() -> client.enqueueAll(List.of(NewTask.of("k", "{}"), NewTask.of("k", "[]").withPriority(5000))))
+                .isInstanceOf(DataAccessException.class)
+                .hasMessageContaining("priority").hasMessageContaining("task 2 of the batch");
     }
 }
