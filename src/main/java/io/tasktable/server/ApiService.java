@@ -28,6 +28,8 @@ import org.jooq.Condition;
 import org.jooq.DSLContext;
 import org.jooq.Field;
 import org.jooq.Record;
+import org.jooq.Select;
+import org.jooq.Table;
 import org.jooq.impl.DSL;
 import org.jooq.types.YearToSecond;
 
@@ -173,14 +175,17 @@ final class ApiService implements HttpService {
         req.query().first("kind").ifPresent(k -> where.add(TASK.KIND.eq(k)));
         // Inline (a closed set of values, checked by state()): a plan made for a bound state could not use the
         // partial index of dead and cancelled tasks (V13), and would read the succeeded history to find them.
-        req.query().first("state").ifPresent(s -> where.add(TASK.STATE.eq(DSL.inline(state(s)))));
+        TaskState state = req.query().first("state").map(ApiService::state).orElse(null);
+        if (state != null) {
+            where.add(TASK.STATE.eq(DSL.inline(state)));
+        }
         req.query().first("before").ifPresent(b -> where.add(TASK.ID.lt(number(b, "before"))));
         int limit = req.query().first("limit").map(l -> (int) number(l, "limit")).orElse(DEFAULT_PAGE);
         if (limit < 1 || limit > MAX_PAGE) {
             throw Problem.badRequest("limit must be between 1 and " + MAX_PAGE);
         }
         // Keyset pagination, newest first: the next page starts below the last id of this one.
-        List<TaskRecord> page = db.selectFrom(TASK).where(where).orderBy(TASK.ID.desc()).limit(limit + 1).fetch();
+        List<TaskRecord> page = taskPage(db, where, state, limit + 1).fetch();
         ObjectNode out = Json.MAPPER.createObjectNode();
         ArrayNode tasks = out.putArray("tasks");
         page.stream().limit(limit).forEach(t -> tasks.add(Json.task(t)));
@@ -190,6 +195,23 @@ final class ApiService implements HttpService {
             out.putNull("next_before");
         }
         sendJson(res, out);
+    }
+
+    /**
+     * Tasks matching {@code where}, newest first (highest id), at most {@code rows}. Running tasks are selected first
+     * and sorted afterwards: they are the fewest (at most the workers' concurrency, found through task_lease_idx) and
+     * the oldest ids, so reading task_pkey backwards for them stepped over every queued task: a page of 51 among
+     * 10,000 running and 990,000 queued read 17,640 pages in 257 ms, and reads 156 in 7.9 ms this way. The planner
+     * cannot know that running tasks sit at the low end of the ids. The other states are read by id: queued and
+     * succeeded tasks are the newest ids, dead and cancelled ones have an index of their own (V13).
+     */
+    static Select<TaskRecord> taskPage(DSLContext db, List<Condition> where, TaskState state, int rows) {
+        if (state == TaskState.running) {
+            // With an OFFSET the subquery is planned on its own, for its condition only, not in id order.
+            Table<TaskRecord> running = db.selectFrom(TASK).where(where).offset(DSL.inline(0)).asTable(TASK.getName());
+            return db.selectFrom(running).orderBy(running.field(TASK.ID).desc()).limit(rows);
+        }
+        return db.selectFrom(TASK).where(where).orderBy(TASK.ID.desc()).limit(rows);
     }
 
     private void cancel(ServerRequest req, ServerResponse res) {

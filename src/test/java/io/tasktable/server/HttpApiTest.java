@@ -1,5 +1,6 @@
 package io.tasktable.server;
 
+import static io.tasktable.db.Tables.TASK;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.io.IOException;
@@ -11,15 +12,21 @@ import java.net.http.HttpResponse;
 import java.net.http.HttpResponse.BodyHandlers;
 import java.sql.Connection;
 import java.sql.SQLException;
+import java.util.List;
+import java.util.stream.LongStream;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 
+import org.jooq.DSLContext;
+import org.jooq.SQLDialect;
+import org.jooq.impl.DSL;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
 
+import io.tasktable.db.enums.TaskState;
 import io.tasktable.testing.MigrationFiles;
 import io.tasktable.testing.Sql;
 import io.tasktable.testing.TestDatabase;
@@ -124,6 +131,37 @@ class HttpApiTest {
         assertThat(send("GET", "/api/tasks?state=running", null).body().get("tasks")).isEmpty();
         assertProblem(send("GET", "/api/tasks?state=sleeping", null), 400, "invalid-request");
         assertProblem(send("GET", "/api/tasks?limit=0", null), 400, "invalid-request");
+    }
+
+    /**
+     * Running tasks are the oldest ids: a page of them read by id backwards would step over every queued task. The
+     * page's query (ApiService.taskPage) reads them through task_lease_idx and sorts them; it fails without that
+     * (checked: 505 pages, task_pkey read backwards past 27,000 queued tasks).
+     */
+    @Test
+    void a_page_of_running_tasks_reads_them_and_not_the_queued_ones() throws Exception {
+        try (Connection c = db.connect()) {
+            Sql.value(c, "SELECT cardinality(tasktable.enqueue_tasks(ARRAY(SELECT ROW('noop', NULL, NULL, NULL, NULL, NULL, NULL)"
+                    + "::tasktable.task_spec FROM generate_series(1, 30000))))");
+            Sql.count(c, "SELECT count(*) FROM tasktable.claim_tasks(3000, 'test-worker')");
+            Sql.update(c, "ANALYZE tasktable.live_task");
+            long newestRunning = Sql.count(c, "SELECT max(id) FROM tasktable.task WHERE state = 'running'");
+
+            Reply page1 = send("GET", "/api/tasks?state=running&limit=10", null);
+            assertThat(page1.body().get("tasks")).extracting(t -> t.get("id").asLong())
+                    .containsExactlyElementsOf(LongStream.iterate(newestRunning, id -> id - 1).limit(10).boxed().toList());
+            assertThat(page1.body().get("tasks")).allSatisfy(t -> assertThat(t.get("state").asText()).isEqualTo("running"));
+            Reply page2 = send("GET", "/api/tasks?state=running&limit=10&before=" + page1.body().get("next_before").asLong(), null);
+            assertThat(page2.body().get("tasks").get(0).get("id").asLong()).isEqualTo(newestRunning - 10);
+
+            DSLContext dsl = DSL.using(c, SQLDialect.POSTGRES);
+            String page = dsl.renderInlined(ApiService.taskPage(dsl,
+                    List.of(TASK.STATE.eq(DSL.inline(TaskState.running))), TaskState.running, 11));
+            JsonNode plan = JSON.readTree(String.valueOf(Sql.value(c, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + page)))
+                    .get(0).get("Plan");
+            long pages = plan.get("Shared Hit Blocks").asLong() + plan.get("Shared Read Blocks").asLong();
+            assertThat(pages).as("pages read for a page of running tasks, query %s, plan %s", page, plan).isLessThanOrEqualTo(80);
+        }
     }
 
     @Test
