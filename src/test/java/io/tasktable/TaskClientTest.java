@@ -4,6 +4,9 @@ import static io.tasktable.testing.SqlStates.assertSqlState;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.sql.Connection;
 import java.sql.SQLException;
 import java.time.Instant;
@@ -106,6 +109,18 @@ class TaskClientTest {
                     .startsWith(ids.get(awkward.indexOf("NULL")));
             assertThat(TaskClient.enqueueAll(c, List.of())).isEmpty();
         }
+    }
+
+    @Test
+    void the_batch_call_is_the_one_the_sql_api_page_shows_other_drivers() throws IOException {
+        StringBuilder numbered = new StringBuilder();
+        int parameter = 0;
+        for (char ch : TaskClient.ENQUEUE_ALL_SQL.toCharArray()) {
+            numbered.append(ch == '?' ? "$" + ++parameter : String.valueOf(ch));
+        }
+        assertThat(parameter).isEqualTo(7);
+        assertThat(Files.readString(Path.of("docs", "sql-api.md")).replaceAll("\\s+", " "))
+                .contains(numbered.toString().replaceAll("\\s+", " "));
     }
 
     @Test
