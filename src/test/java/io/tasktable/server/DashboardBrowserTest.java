@@ -115,6 +115,25 @@ class DashboardBrowserTest {
     }
 
     /**
+     * The counts are read at every refresh (2 s), the per-minute chart less often (15 s): it is the dearest read of the
+     * three (every task finished in the last hour). Counted from the browser's own record of its requests.
+     */
+    @Test
+    void the_dashboard_reads_the_chart_less_often_than_the_counts() {
+        browser.get("http://127.0.0.1:" + server.port() + "/");
+
+        wait.until(d -> requests("api/queues") >= 3);
+        assertThat(requests("api/throughput")).as("chart reads after three reads of the counts").isEqualTo(1);
+        wait.until(ExpectedConditions.visibilityOfElementLocated(inQueue("default", "count-ready")));
+    }
+
+    /** How many requests the page has made to a URL containing {@code path}. */
+    private long requests(String path) {
+        return (Long) browser.executeScript("return performance.getEntriesByType('resource')"
+                + ".filter(e => e.name.includes(arguments[0])).length", path);
+    }
+
+    /**
      * Default queue: 9 succeeded spread over the last minutes, 1 running, 1 dead, 2 ready. Mail queue: 2 ready and
      * 1 scheduled for later. Returns the id of the dead task.
      */
