@@ -3,7 +3,7 @@
 'use strict';
 
 (() => {
-    /** Fresh enough to watch a queue drain, cheap enough for the server (three small queries). */
+    /** The counts and the dead tasks: fresh enough to watch a queue drain (two queries; the chart's, below). */
     const REFRESH_MS = 2000;
     /**
      * The chart counts per minute, so it is read less often than the counts: the API counts every task finished in
