@@ -19,6 +19,7 @@ import java.util.Collections;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import java.util.concurrent.ConcurrentHashMap;
@@ -244,12 +245,19 @@ final class BenchCommand implements Callable<Integer> {
         List<Double> clean = new ArrayList<>();
         List<Double> claimSizes = new ArrayList<>();
         List<Double> floors = new ArrayList<>();
+        List<Double> serverCpu = new ArrayList<>();
+        List<Double> workerCpu = new ArrayList<>();
+        List<Double> floorServerCpu = new ArrayList<>();
         for (int i = 1; i <= runs; i++) {
             Drained run = drainOnce(n, "run " + i + "/" + runs);
             clean.add(run.tasksPerS());
             claimSizes.add(run.meanClaim());
+            serverCpu.add(run.serverCpuUs());
+            workerCpu.add(run.workerCpuUs());
             if (!noFloor) {
-                floors.add(floorOnce(n, floorBatch, "floor " + i + "/" + runs));
+                Floor floorRun = floorOnce(n, floorBatch, "floor " + i + "/" + runs);
+                floors.add(floorRun.tasksPerS());
+                floorServerCpu.add(floorRun.serverCpuUs());
             }
         }
         List<Double> withHistory = new ArrayList<>();
@@ -311,6 +319,9 @@ final class BenchCommand implements Callable<Integer> {
             out.put("floor_threads", floorThreads);
             out.put("floor_payload_bytes", floorPayloadOctets);
         }
+        putCpu(out, "server_cpu_us_per_task", serverCpu);
+        putCpu(out, "worker_cpu_us_per_task", workerCpu);
+        putCpu(out, "floor_server_cpu_us_per_task", floorServerCpu);
         out.put("worker_peak_rss_mb", rssKb / 1024);
         out.put("worker_jvm_opts", workerJvmOpts);
         out.put("retention", noRetention ? "0: each succeeded task deleted as it completes" : "7 days (the default)");
@@ -345,6 +356,7 @@ final class BenchCommand implements Callable<Integer> {
             payloadOctets = query(c, "SELECT octet_length(payload::text) FROM tasktable.live_task WHERE kind = 'noop' ORDER BY id LIMIT 1");
             s.execute("VACUUM ANALYZE tasktable.live_task, tasktable.finished_task");
             checkpoint(s);
+            Cpu cpu = Cpu.of(workerBackends(c), processes.stream().map(Process::pid).toList());
             long released = System.nanoTime();
             s.execute("UPDATE tasktable.queue SET paused = false WHERE name = 'default'");
             s.execute("NOTIFY tasktable, 'default'");
@@ -365,18 +377,19 @@ final class BenchCommand implements Callable<Integer> {
                     }
                 });
             }
+            double[] cpuUs = cpu.usPerTask(workerBackends(c), n);
             if (noRetention) {
                 // Nothing is left to time by: each task was deleted as it completed. The bench's clock runs from the
                 // release to the first look that found the queue empty (waitUntil looks closer as it nears): a few
                 // milliseconds long, under 1% of a run of 50,000. Looking every 5 ms all along took 16% of the
                 // machine's CPU from the drain it timed (perf, the bench's main thread).
-                return new Drained(n / ((System.nanoTime() - released) / 1e9), Double.NaN);
+                return new Drained(n / ((System.nanoTime() - released) / 1e9), Double.NaN, cpuUs[0], cpuUs[1]);
             }
             // a claim is one transaction: its tasks share its started_at (now()), and no other claim has it
             try (ResultSet r = s.executeQuery("SELECT count(*), extract(epoch FROM max(finished_at) - min(started_at)), "
                     + "count(DISTINCT (worker, started_at)) FROM tasktable.finished_task WHERE kind = 'noop'")) {
                 r.next();
-                return new Drained(r.getLong(1) / r.getDouble(2), (double) r.getLong(1) / r.getLong(3));
+                return new Drained(r.getLong(1) / r.getDouble(2), (double) r.getLong(1) / r.getLong(3), cpuUs[0], cpuUs[1]);
             }
         }
     }
@@ -433,7 +446,7 @@ final class BenchCommand implements Callable<Integer> {
      * The bare minimum of this pattern on the same server: claim a batch in one transaction (UPDATE ... WHERE id
      * IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT b) RETURNING), delete it in a second; plain JDBC, wall clock.
      */
-    private double floorOnce(int n, int batch, String label) throws Exception {
+    private Floor floorOnce(int n, int batch, String label) throws Exception {
         try (Connection c = connect(); Statement s = c.createStatement()) {
             // kept from run to run and vacuumed, as the drain's table is (see drainOnce)
             s.execute("CREATE TABLE IF NOT EXISTS bench_floor (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
@@ -456,6 +469,8 @@ final class BenchCommand implements Callable<Integer> {
             // its first claim (its workers connected long before): connecting was up to 20 ms of a 0.5 s floor run.
             CountDownLatch ready = new CountDownLatch(floorThreads);
             CountDownLatch go = new CountDownLatch(1);
+            List<Long> backends = Collections.synchronizedList(new ArrayList<>());
+            CountDownLatch measured = new CountDownLatch(1);
             for (int t = 0; t < floorThreads; t++) {
                 int me = t;
                 threads.add(Thread.ofPlatform().name("bench-floor-" + t).start(() -> {
@@ -465,6 +480,7 @@ final class BenchCommand implements Callable<Integer> {
                                  + "LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING id, payload");
                          PreparedStatement delete = fc.prepareStatement("DELETE FROM bench_floor WHERE id = ANY (?)")) {
                         claim.setInt(1, batch);
+                        backends.add(query(fc, "SELECT pg_backend_pid()"));
                         ready.countDown();
                         go.await();
                         while (true) {
@@ -476,6 +492,7 @@ final class BenchCommand implements Callable<Integer> {
                                 }
                             }
                             if (ids.isEmpty()) {
+                                measured.await(); // the connection's backend is read after the run, then closed
                                 return;
                             }
                             delete.setArray(1, fc.createArrayOf("bigint", ids.toArray()));
@@ -490,20 +507,27 @@ final class BenchCommand implements Callable<Integer> {
                 }));
             }
             ready.await();
+            Cpu cpu = Cpu.of(List.copyOf(backends), List.of());
             long start = System.nanoTime();
             go.countDown();
             Runnable failed = () -> failures.values().stream().findFirst().ifPresent(e -> {
                 throw new IllegalStateException("floor failed: " + e, e);
             });
-            waitUntil(label, n, () -> {
-                failed.run(); // else the run would never end
-                return done.get();
-            });
+            double cpuUs;
+            try {
+                waitUntil(label, n, () -> {
+                    failed.run(); // else the run would never end
+                    return done.get();
+                });
+                cpuUs = cpu.usPerTask(cpu.backends(), n)[0];
+            } finally {
+                measured.countDown();
+            }
             for (Thread t : threads) {
                 t.join();
             }
             failed.run();
-            return n / ((lastCommit.nanos() - start) / 1e9);
+            return new Floor(n / ((lastCommit.nanos() - start) / 1e9), cpuUs);
         }
     }
 
@@ -676,7 +700,63 @@ final class BenchCommand implements Callable<Integer> {
 
     /** What a paced run enqueued (task id -> commit time, epoch microseconds), and how long its enqueuers took. */
     /** A drain run: tasks/s, and the tasks a claim took on average (NaN when nothing is left to count them by). */
-    private record Drained(double tasksPerS, double meanClaim) {}
+    /** A drain's rate, its mean claim, and the CPU per task of the workers' backends and of the worker processes (µs). */
+    private record Drained(double tasksPerS, double meanClaim, double serverCpuUs, double workerCpuUs) {}
+
+    /** A floor run's rate and the CPU per task of its backends (µs). */
+    private record Floor(double tasksPerS, double serverCpuUs) {}
+
+    /** The worker processes' connections, by the application name their pool gives them. */
+    private static List<Long> workerBackends(Connection c) throws SQLException {
+        List<Long> pids = new ArrayList<>();
+        try (Statement s = c.createStatement(); ResultSet r = s.executeQuery("SELECT pid FROM pg_stat_activity "
+                + "WHERE datname = current_database() AND application_name = 'tasktable-worker' ORDER BY pid")) {
+            while (r.next()) {
+                pids.add(r.getLong(1));
+            }
+        }
+        return pids;
+    }
+
+    /**
+     * CPU time used by the database's backends and by local processes between two readings, per task: which of
+     * the two cores' time a drain costs goes to the server and which to the worker, where the tasks/s of one run
+     * move by a third from minute to minute on a shared machine. Read from this host's process table
+     * ({@link ProcessHandle.Info#totalCpuDuration()}), so known only when PostgreSQL runs here: NaN otherwise, or
+     * when a backend came or went during the run (its time would be missed).
+     */
+    private record Cpu(List<Long> backends, Duration server, List<Long> locals, Duration local) {
+
+        static Cpu of(List<Long> backends, List<Long> locals) {
+            return new Cpu(backends, total(backends, true), locals, total(locals, false));
+        }
+
+        /** µs per task since this reading: {server, local}. */
+        double[] usPerTask(List<Long> backendsNow, int tasks) {
+            Duration serverNow = backendsNow.equals(backends) ? total(backends, true) : null;
+            Duration localNow = total(locals, false);
+            return new double[] {perTask(server, serverNow, tasks), perTask(local, localNow, tasks)};
+        }
+
+        private static double perTask(Duration before, Duration after, int tasks) {
+            return before == null || after == null ? Double.NaN : after.minus(before).toNanos() / 1e3 / tasks;
+        }
+
+        private static Duration total(List<Long> pids, boolean postgres) {
+            Duration sum = Duration.ZERO;
+            for (long pid : pids) {
+                Optional<ProcessHandle.Info> info = ProcessHandle.of(pid).map(ProcessHandle::info);
+                Optional<Duration> cpu = info.flatMap(ProcessHandle.Info::totalCpuDuration);
+                // a pid PostgreSQL reports is a process here only if the server runs here
+                boolean sameProcess = !postgres || info.flatMap(ProcessHandle.Info::command).orElse("").contains("postgres");
+                if (cpu.isEmpty() || !sameProcess) {
+                    return null;
+                }
+                sum = sum.plus(cpu.get());
+            }
+            return sum;
+        }
+    }
 
     private record Paced(Map<Long, Long> committed, double enqueueSeconds) {}
 
@@ -737,6 +817,16 @@ final class BenchCommand implements Callable<Integer> {
     // ---------------------------------------------------------------- workers
 
     /** Starts the worker processes and waits until each listens. */
+    /**
+     * Median CPU per task of the runs, in µs (see {@link Cpu}): server = the workers' backends, worker = the worker
+     * processes, floor_server = the floor's backends. Left out when unknown (PostgreSQL on another host).
+     */
+    private void putCpu(ObjectNode out, String field, List<Double> runsUs) {
+        if (!runsUs.isEmpty() && runsUs.stream().noneMatch(us -> us.isNaN())) {
+            out.put(field, Math.round(median(runsUs) * 10) / 10.0);
+        }
+    }
+
     private void startWorkers() throws Exception {
         String java = ProcessHandle.current().info().command().orElse(
                 Path.of(System.getProperty("java.home"), "bin", "java").toString());

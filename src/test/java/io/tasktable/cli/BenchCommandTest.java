@@ -11,6 +11,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.sql.Connection;
 import java.sql.ResultSet;
+import java.sql.SQLException;
 import java.sql.Statement;
 import java.util.ArrayList;
 import java.util.List;
@@ -44,6 +45,23 @@ class BenchCommandTest {
         assertThat(result.path("clock").asText()).startsWith("database");
         // counted from the tasks' claims: at least one task each, at most the claim batch (concurrency 16: 8)
         assertThat(result.path("mean_claim").asDouble()).isBetween(1.0, (double) result.path("claim_batch").asInt());
+        // CPU per task, read from this host's processes: known when the server runs here, left out when not
+        for (String field : List.of("server_cpu_us_per_task", "worker_cpu_us_per_task", "floor_server_cpu_us_per_task")) {
+            if (field.startsWith("worker") || serverRunsHere()) {
+                assertThat(result.path(field).asDouble()).as(field).isPositive();
+            } else {
+                assertThat(result.has(field)).as(field).isFalse();
+            }
+        }
+    }
+
+    /** Whether this test's backend is a process of this host (as the bench finds out for its CPU figures). */
+    private boolean serverRunsHere() throws SQLException {
+        try (Connection c = db.connect(); Statement s = c.createStatement();
+             ResultSet r = s.executeQuery("SELECT pg_backend_pid()")) {
+            r.next();
+            return ProcessHandle.of(r.getLong(1)).flatMap(h -> h.info().command()).orElse("").contains("postgres");
+        }
     }
 
     @Test
