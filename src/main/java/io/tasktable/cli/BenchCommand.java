@@ -19,8 +19,8 @@ import java.util.Collections;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
 import java.util.Locale;
+import java.util.Optional;
 import java.util.concurrent.Callable;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
@@ -698,9 +698,10 @@ final class BenchCommand implements Callable<Integer> {
         return out;
     }
 
-    /** What a paced run enqueued (task id -> commit time, epoch microseconds), and how long its enqueuers took. */
-    /** A drain run: tasks/s, and the tasks a claim took on average (NaN when nothing is left to count them by). */
-    /** A drain's rate, its mean claim, and the CPU per task of the workers' backends and of the worker processes (µs). */
+    /**
+     * A drain run: tasks/s, the tasks a claim took on average (NaN when nothing is left to count them by), and the
+     * CPU per task of the workers' backends and of the worker processes (µs; NaN when unknown, see {@link Cpu}).
+     */
     private record Drained(double tasksPerS, double meanClaim, double serverCpuUs, double workerCpuUs) {}
 
     /** A floor run's rate and the CPU per task of its backends (µs). */
@@ -758,6 +759,7 @@ final class BenchCommand implements Callable<Integer> {
         }
     }
 
+    /** What a paced run enqueued (task id -> commit time, epoch microseconds), and how long its enqueuers took. */
     private record Paced(Map<Long, Long> committed, double enqueueSeconds) {}
 
     /** Enqueues stamp tasks at the rate for the duration, then waits for them all. */
