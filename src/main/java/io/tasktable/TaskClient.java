@@ -5,7 +5,6 @@ import java.sql.PreparedStatement;
 import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.sql.Types;
-import java.time.Instant;
 import java.time.ZoneOffset;
 import java.util.Arrays;
 import java.util.List;
@@ -112,14 +111,14 @@ public final class TaskClient {
                 dedupKeys = new String[n];
         Integer[] priorities = new Integer[n], maxAttempts = new Integer[n];
         for (int i = 0; i < n; i++) {
-            NewTask t = tasks.get(i);
-            kinds[i] = t.kind();
-            payloads[i] = t.payloadJson();
-            queues[i] = t.queue();
-            runAts[i] = t.runAt().map(Instant::toString).orElse(null);
-            priorities[i] = t.priority();
-            maxAttempts[i] = t.maxAttempts().isPresent() ? t.maxAttempts().getAsInt() : null;
-            dedupKeys[i] = t.dedupKey().orElse(null);
+            TaskSpecRecord s = spec(tasks.get(i)); // the one conversion of a NewTask, as enqueue binds it
+            kinds[i] = s.getKind();
+            payloads[i] = s.getPayload().data();
+            queues[i] = s.getQueue();
+            runAts[i] = s.getRunAt() == null ? null : s.getRunAt().toString();
+            priorities[i] = s.getPriority();
+            maxAttempts[i] = s.getMaxAttempts();
+            dedupKeys[i] = s.getDedupKey();
         }
         try (PreparedStatement call = tx.prepareStatement(ENQUEUE_ALL_SQL)) {
             call.setArray(1, tx.createArrayOf("text", kinds));
