@@ -28,6 +28,9 @@ bench drain --workers 2 --concurrency 500
 bench drain --claim-batch 100 --concurrency 400 --no-retention
 bench drain --concurrency 256 --no-retention
 bench drain --claim-batch 500 --concurrency 2000 --no-retention
+# sustained: a drain of 1,000,000, with the worker's VACUUM of live_task (the default, item 40) and without
+bench drain --claim-batch 500 --concurrency 2000 --tasks 1000000
+bench drain --claim-batch 500 --concurrency 2000 --tasks 1000000 --vacuum-threshold 0 --no-floor
 bench drain --claim-batch 100 --concurrency 400 --payload-bytes 1000
 bench drain --claim-batch 500 --concurrency 2000 --payload-bytes 1000
 # enqueue: single-task transactions from 8 threads; batches of 1,000 from 4 threads

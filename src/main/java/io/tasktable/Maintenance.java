@@ -1,6 +1,13 @@
 package io.tasktable;
 
+import java.sql.Connection;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
 import java.time.Duration;
+import java.util.concurrent.atomic.AtomicLong;
+
+import javax.sql.DataSource;
 
 import org.jooq.Condition;
 import org.jooq.DSLContext;
@@ -19,6 +26,12 @@ import io.tasktable.db.Routines;
  * statement in its own transaction, so the server finishes and commits it whatever the worker does meanwhile:
  * a worker frozen (SIGSTOP, a long GC pause, a stalled VM) cannot sit on the lock in an idle transaction and
  * stop every other worker's rescue.
+ *
+ * <p>A worker that claims also vacuums {@code live_task} when it holds {@link WorkerOptions#vacuumThreshold()}
+ * dead row versions, if its role may (it owns the table or the database, or is a superuser). {@code SKIP_LOCKED}
+ * makes a VACUUM already running (another worker's, or autovacuum's) a reason to skip the round, not to wait.
+ * The jobs share one thread, so a long VACUUM delays this worker's next rescue round by as long (the other
+ * workers' rounds are not delayed); {@link #close()} cancels it.
  */
 final class Maintenance {
 
@@ -29,17 +42,36 @@ final class Maintenance {
     static final long PRUNE_LOCK = 0x7474_7072_756e_6500L;
     /** The SQL default: bounds one call's transaction; a larger backlog is taken over the next rounds. */
     static final int MAX_ROWS = 10_000;
+    /** How often a worker that claimed since the last look reads live_task's dead row count (one row of pg_stat). */
+    static final Duration VACUUM_CHECK_INTERVAL = Duration.ofSeconds(1);
+    /**
+     * One process, no truncation: a parallel VACUUM's helpers would take the cores the drain runs on, and
+     * truncating the empty pages a drain leaves at the table's end takes an ACCESS EXCLUSIVE lock that claims and
+     * enqueues would queue behind.
+     */
+    static final String VACUUM_SQL = "VACUUM (SKIP_LOCKED, TRUNCATE false, PARALLEL 0) tasktable.live_task";
+    /** Roles that may VACUUM live_task in PostgreSQL 15: its owner's, the database owner's, superusers (for whom pg_has_role is true). */
+    static final String MAY_VACUUM_SQL = "SELECT pg_has_role(c.relowner, 'USAGE') OR pg_has_role(d.datdba, 'USAGE') "
+            + "FROM pg_class c, pg_database d WHERE c.oid = 'tasktable.live_task'::regclass AND d.datname = current_database()";
+    static final String DEAD_ROWS_SQL = "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'tasktable.live_task'::regclass";
 
     private final DSLContext db;
+    private final DataSource dataSource;
     private final WorkerOptions options;
     private final WorkerObserver observer;
     private final Thread thread;
     private final Object stop = new Object();
     private volatile boolean closing;
+    private final AtomicLong claimedSinceLook = new AtomicLong();
+    /** Whether this worker's role may vacuum live_task: null until asked (once). */
+    private Boolean mayVacuum;
+    /** The VACUUM in flight, for {@link #close()} to cancel. */
+    private volatile Statement vacuuming;
 
-    Maintenance(DSLContext db, WorkerOptions options, String workerId, WorkerObserver observer) {
+    Maintenance(DSLContext db, DataSource dataSource, WorkerOptions options, String workerId, WorkerObserver observer) {
         this.observer = observer;
         this.db = db;
+        this.dataSource = dataSource;
         this.options = options;
         this.thread = Thread.ofPlatform().daemon().name("tasktable-maintenance-" + workerId).unstarted(this::loop);
     }
@@ -48,8 +80,21 @@ final class Maintenance {
         thread.start();
     }
 
+    /** The claim threads count what they claim: a worker that claimed nothing since the last look does not look. */
+    void claimed(int tasks) {
+        claimedSinceLook.addAndGet(tasks);
+    }
+
     void close() throws InterruptedException {
         closing = true;
+        Statement inFlight = vacuuming;
+        if (inFlight != null) {
+            try {
+                inFlight.cancel(); // a VACUUM of a large table takes seconds: shutdown does not wait for it
+            } catch (SQLException e) {
+                LOG.debug("could not cancel the VACUUM in flight: {}", e.getMessage());
+            }
+        }
         synchronized (stop) {
             stop.notifyAll();
         }
@@ -59,6 +104,7 @@ final class Maintenance {
     private void loop() {
         long nextRescue = System.nanoTime();
         long nextPrune = System.nanoTime();
+        long nextVacuumLook = System.nanoTime() + VACUUM_CHECK_INTERVAL.toNanos();
         try {
             while (!closing) {
                 long now = System.nanoTime();
@@ -78,11 +124,19 @@ final class Maintenance {
                             LOG.info("pruned {} finished task(s) past retention", pruned);
                         }
                     }
+                    if (options.vacuumThreshold() > 0 && now - nextVacuumLook >= 0) {
+                        nextVacuumLook = now + VACUUM_CHECK_INTERVAL.toNanos();
+                        vacuumIfDue();
+                    }
                 } catch (RuntimeException | OutOfMemoryError e) {
                     // e.g. a handler filled the heap: this round is lost, the next one comes at its time
                     Worker.survive("maintenance broke off; next round at its interval", e);
                 }
-                long sleep = Math.min(nextRescue, nextPrune) - System.nanoTime();
+                long next = Math.min(nextRescue, nextPrune);
+                if (options.vacuumThreshold() > 0) {
+                    next = Math.min(next, nextVacuumLook);
+                }
+                long sleep = next - System.nanoTime();
                 synchronized (stop) {
                     if (!closing && sleep > 0) {
                         stop.wait(Math.max(1, sleep / 1_000_000));
@@ -91,6 +145,48 @@ final class Maintenance {
             }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
+        }
+    }
+
+    /**
+     * VACUUMs live_task if this worker claimed since the last look, its role may, and the table holds at least the
+     * threshold of dead row versions (pgstat's count, which backends send at most once a second).
+     */
+    private void vacuumIfDue() {
+        if (claimedSinceLook.getAndSet(0) == 0 || Boolean.FALSE.equals(mayVacuum)) {
+            return;
+        }
+        try (Connection c = dataSource.getConnection(); Statement s = c.createStatement()) {
+            if (mayVacuum == null) {
+                try (ResultSet may = s.executeQuery(MAY_VACUUM_SQL)) {
+                    mayVacuum = may.next() && may.getBoolean(1);
+                }
+                if (!mayVacuum) {
+                    LOG.info("not vacuuming tasktable.live_task: role {} does not own it; autovacuum alone keeps it "
+                            + "(docs/dba-guide.md, \"Vacuum, autovacuum and fillfactor\")", c.getMetaData().getUserName());
+                    return;
+                }
+            }
+            long dead;
+            try (ResultSet rows = s.executeQuery(DEAD_ROWS_SQL)) {
+                dead = rows.next() ? rows.getLong(1) : 0;
+            }
+            if (dead < options.vacuumThreshold()) {
+                return;
+            }
+            vacuuming = s;
+            if (closing) {
+                return;
+            }
+            long start = System.nanoTime();
+            s.execute(VACUUM_SQL);
+            LOG.debug("vacuumed tasktable.live_task ({} dead row versions) in {} ms", dead, (System.nanoTime() - start) / 1_000_000);
+        } catch (SQLException | RuntimeException e) {
+            if (!closing) {
+                LOG.warn("vacuum of tasktable.live_task failed, trying again later: {}", Retrying.summary(e));
+            }
+        } finally {
+            vacuuming = null;
         }
     }
 

@@ -132,7 +132,7 @@ public final class Worker implements AutoCloseable {
         this.slots = new Semaphore(options.concurrency());
         this.reporter = new Reporter(db, pool.dataSource(), id, observer);
         this.listener = new Listener(pool, Set.copyOf(options.queues()), wakeup, id);
-        this.maintenance = new Maintenance(db, options, id, observer);
+        this.maintenance = new Maintenance(db, pool.dataSource(), options, id, observer);
         // Each run's timeout is cancelled (unlinked) when it ends: cancelled timeouts kept for the whole handler
         // timeout (5 minutes), each holding its run, were 150,000 runs at 500 tasks/s, past a 64 MB heap.
         this.timer = new HandlerTimeouts(options.handlerTimeout(), "tasktable-timeout-" + id);
@@ -250,6 +250,7 @@ public final class Worker implements AutoCloseable {
                     backlog = !claimed.isEmpty();
                     if (!claimed.isEmpty()) {
                         observer.claimed(claimed.size());
+                        maintenance.claimed(claimed.size());
                         if (claimers.size() > 1) {
                             wakeup.signal(); // there may be more: an idle peer claims them meanwhile
                         }

@@ -19,10 +19,13 @@ import java.util.Optional;
  * @param pruneInterval   how often the workers delete finished tasks past retention (one worker at a time)
  * @param claimBatch      most tasks one claim_tasks call takes; a claim also takes no more than the free slots, nor
  *                        more than its claim thread's share of the concurrency ({@link #claimSize()})
+ * @param vacuumThreshold while it claims, the worker runs {@code VACUUM} on {@code tasktable.live_task} once the
+ *                        table holds this many dead row versions (about two per task claimed and finished), if
+ *                        its role owns the table; 0 leaves vacuuming to autovacuum alone
  */
 public record WorkerOptions(List<String> queues, int concurrency, Duration pollInterval, Duration handlerTimeout,
                             Duration shutdownGrace, Optional<Duration> lease, Duration rescueInterval,
-                            Duration pruneInterval, int claimBatch) {
+                            Duration pruneInterval, int claimBatch, long vacuumThreshold) {
 
     /** Enough to keep a few slow webhooks from starving the rest, few enough for a small pool and database. */
     public static final int DEFAULT_CONCURRENCY = 10;
@@ -45,6 +48,14 @@ public record WorkerOptions(List<String> queues, int concurrency, Duration pollI
      * 500 -> 31,781 tasks/s (docs/performance.md). It matches the reporter's completion batch.
      */
     public static final int DEFAULT_CLAIM_BATCH = 500;
+    /**
+     * Dead row versions in live_task that make a claiming worker vacuum it (a claim and a completion leave one each).
+     * Every claim steps over the claim index entries of the tasks claimed since the last VACUUM, so claims slow down
+     * as a drain goes on, and autovacuum looks at a table at most once a minute (autovacuum_naptime). bench drain of
+     * 1,000,000 at claims of 500: 65,407 / 70,842 tasks/s without, 79,531 / 81,870 with; each VACUUM took 0.1-0.3 s
+     * at 200,000 dead versions, 1 s at 600,000 (docs/performance.md, item 40).
+     */
+    public static final long DEFAULT_VACUUM_THRESHOLD = 200_000;
     /** claim_tasks takes at most 10000 tasks per call. */
     static final int MAX_CONCURRENCY = 10_000;
 
@@ -69,6 +80,9 @@ public record WorkerOptions(List<String> queues, int concurrency, Duration pollI
         positive("pruneInterval", pruneInterval);
         if (claimBatch < 1 || claimBatch > MAX_CONCURRENCY) {
             throw new IllegalArgumentException("claimBatch must be between 1 and " + MAX_CONCURRENCY + ", got " + claimBatch);
+        }
+        if (vacuumThreshold < 0) {
+            throw new IllegalArgumentException("vacuumThreshold must be zero (never) or more, got " + vacuumThreshold);
         }
     }
 
@@ -95,51 +109,57 @@ public record WorkerOptions(List<String> queues, int concurrency, Duration pollI
 
     public static WorkerOptions defaults() {
         return new WorkerOptions(List.of(), DEFAULT_CONCURRENCY, DEFAULT_POLL_INTERVAL, DEFAULT_HANDLER_TIMEOUT,
-                DEFAULT_SHUTDOWN_GRACE, Optional.empty(), DEFAULT_RESCUE_INTERVAL, DEFAULT_PRUNE_INTERVAL, DEFAULT_CLAIM_BATCH);
+                DEFAULT_SHUTDOWN_GRACE, Optional.empty(), DEFAULT_RESCUE_INTERVAL, DEFAULT_PRUNE_INTERVAL, DEFAULT_CLAIM_BATCH,
+                DEFAULT_VACUUM_THRESHOLD);
     }
 
     public WorkerOptions withQueues(List<String> newQueues) {
         return new WorkerOptions(newQueues, concurrency, pollInterval, handlerTimeout, shutdownGrace, lease,
-                rescueInterval, pruneInterval, claimBatch);
+                rescueInterval, pruneInterval, claimBatch, vacuumThreshold);
     }
 
     public WorkerOptions withConcurrency(int newConcurrency) {
         return new WorkerOptions(queues, newConcurrency, pollInterval, handlerTimeout, shutdownGrace, lease,
-                rescueInterval, pruneInterval, claimBatch);
+                rescueInterval, pruneInterval, claimBatch, vacuumThreshold);
     }
 
     public WorkerOptions withPollInterval(Duration newPollInterval) {
         return new WorkerOptions(queues, concurrency, newPollInterval, handlerTimeout, shutdownGrace, lease,
-                rescueInterval, pruneInterval, claimBatch);
+                rescueInterval, pruneInterval, claimBatch, vacuumThreshold);
     }
 
     public WorkerOptions withHandlerTimeout(Duration newHandlerTimeout) {
         return new WorkerOptions(queues, concurrency, pollInterval, newHandlerTimeout, shutdownGrace, lease,
-                rescueInterval, pruneInterval, claimBatch);
+                rescueInterval, pruneInterval, claimBatch, vacuumThreshold);
     }
 
     public WorkerOptions withShutdownGrace(Duration newShutdownGrace) {
         return new WorkerOptions(queues, concurrency, pollInterval, handlerTimeout, newShutdownGrace, lease,
-                rescueInterval, pruneInterval, claimBatch);
+                rescueInterval, pruneInterval, claimBatch, vacuumThreshold);
     }
 
     public WorkerOptions withLease(Duration newLease) {
         return new WorkerOptions(queues, concurrency, pollInterval, handlerTimeout, shutdownGrace,
-                Optional.of(newLease), rescueInterval, pruneInterval, claimBatch);
+                Optional.of(newLease), rescueInterval, pruneInterval, claimBatch, vacuumThreshold);
     }
 
     public WorkerOptions withRescueInterval(Duration newRescueInterval) {
         return new WorkerOptions(queues, concurrency, pollInterval, handlerTimeout, shutdownGrace, lease,
-                newRescueInterval, pruneInterval, claimBatch);
+                newRescueInterval, pruneInterval, claimBatch, vacuumThreshold);
     }
 
     public WorkerOptions withPruneInterval(Duration newPruneInterval) {
         return new WorkerOptions(queues, concurrency, pollInterval, handlerTimeout, shutdownGrace, lease,
-                rescueInterval, newPruneInterval, claimBatch);
+                rescueInterval, newPruneInterval, claimBatch, vacuumThreshold);
     }
 
     public WorkerOptions withClaimBatch(int newClaimBatch) {
         return new WorkerOptions(queues, concurrency, pollInterval, handlerTimeout, shutdownGrace, lease,
-                rescueInterval, pruneInterval, newClaimBatch);
+                rescueInterval, pruneInterval, newClaimBatch, vacuumThreshold);
+    }
+
+    public WorkerOptions withVacuumThreshold(long newVacuumThreshold) {
+        return new WorkerOptions(queues, concurrency, pollInterval, handlerTimeout, shutdownGrace, lease,
+                rescueInterval, pruneInterval, claimBatch, newVacuumThreshold);
     }
 }

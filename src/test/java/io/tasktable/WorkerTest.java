@@ -385,6 +385,42 @@ class WorkerTest {
     }
 
     @Test
+    void a_claiming_worker_vacuums_live_task_once_it_holds_the_threshold_of_dead_row_versions() throws SQLException {
+        long before = vacuumCount();
+        List<Long> ids = client.enqueueAll(Collections.nCopies(3_000, NewTask.of("noop", "{}")));
+        try (Worker worker = Worker.start(pool, Map.of("noop", (task, context) -> TaskResult.success()),
+                FAST.withConcurrency(64).withVacuumThreshold(1_000))) {
+            // each task leaves two dead versions in live_task (its claim's and its completion's): 6,000 in all
+            eventually().alias("a VACUUM of live_task by the worker (pg_stat_user_tables.vacuum_count)")
+                    .until(() -> vacuumCount() > before);
+            eventually().until(() -> Sql.count(c, "SELECT count(*) FROM tasktable.finished_task") == ids.size());
+        }
+        assertThat(Sql.count(c, "SELECT count(*) FROM tasktable.task WHERE state <> 'succeeded'")).isZero();
+    }
+
+    @Test
+    void a_role_that_does_not_own_live_task_is_not_asked_to_vacuum_it() throws SQLException {
+        String role = "tasktable_vacuum_test_" + ProcessHandle.current().pid();
+        assertThat(Sql.value(c, Maintenance.MAY_VACUUM_SQL)).as("the tests' role owns the database").isEqualTo(true);
+        Sql.update(c, "CREATE ROLE " + role + " NOLOGIN");
+        Sql.update(c, "GRANT USAGE ON SCHEMA tasktable TO " + role); // as every role that runs a worker has
+        try {
+            Sql.update(c, "SET ROLE " + role);
+            assertThat(Sql.value(c, Maintenance.MAY_VACUUM_SQL)).isEqualTo(false);
+        } finally {
+            Sql.update(c, "RESET ROLE");
+            Sql.update(c, "REVOKE USAGE ON SCHEMA tasktable FROM " + role);
+            Sql.update(c, "DROP ROLE " + role);
+        }
+    }
+
+    /** Manual VACUUMs of live_task (autovacuum's are counted apart), from a fresh statistics snapshot. */
+    private long vacuumCount() throws SQLException {
+        Sql.value(c, "SELECT pg_stat_clear_snapshot()");
+        return Sql.count(c, "SELECT vacuum_count FROM pg_stat_user_tables WHERE relid = 'tasktable.live_task'::regclass");
+    }
+
+    @Test
     void a_worker_limited_to_some_queues_leaves_the_others_alone() throws SQLException {
         Sql.update(c, "INSERT INTO tasktable.queue (name) VALUES ('mail')");
         long other = client.enqueue(NewTask.of("noop", "{}"));

@@ -93,6 +93,11 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--pool-size", paramLabel = "N", description = "Connection pool size of each worker (default: the worker's default).")
     private Integer poolSize;
 
+    @Option(names = "--vacuum-threshold", paramLabel = "N",
+            description = "Each worker's --vacuum-threshold: dead row versions in live_task that make it VACUUM the table "
+                    + "(default: the worker's default; 0: never).")
+    private Long vacuumThreshold;
+
     @Option(names = "--threads", paramLabel = "K", description = "Client threads that enqueue (default: ${DEFAULT-VALUE}).")
     private int threads = 8;
 
@@ -197,6 +202,9 @@ final class BenchCommand implements Callable<Integer> {
                 || (tasks != null && tasks < 1) || (rate != null && rate <= 0)) {
             throw new ParameterException(spec.commandLine(), "--runs, --workers, --threads, --batch-size, --floor-threads, "
                     + "--tasks and --rate must be positive");
+        }
+        if (vacuumThreshold != null && vacuumThreshold < 0) {
+            throw new ParameterException(spec.commandLine(), "--vacuum-threshold must be zero (never) or more");
         }
         if (payloadBytes < 0 || payloadBytes > MAX_PAYLOAD_BYTES) {
             throw new ParameterException(spec.commandLine(), "--payload-bytes must be between 0 and " + MAX_PAYLOAD_BYTES
@@ -324,6 +332,7 @@ final class BenchCommand implements Callable<Integer> {
         putCpu(out, "floor_server_cpu_us_per_task", floorServerCpu);
         out.put("worker_peak_rss_mb", rssKb / 1024);
         out.put("worker_jvm_opts", workerJvmOpts);
+        out.put("worker_vacuum_threshold", vacuumThreshold != null ? vacuumThreshold : WorkerOptions.DEFAULT_VACUUM_THRESHOLD);
         out.put("retention", noRetention ? "0: each succeeded task deleted as it completes" : "7 days (the default)");
         out.put("clock", noRetention ? "bench: release of the queued tasks to the first look finding none left"
                 : "database: min(started_at) to max(finished_at) of the run's tasks");
@@ -844,6 +853,9 @@ final class BenchCommand implements Callable<Integer> {
             }
             if (poolSize != null) {
                 command.addAll(List.of("--pool-size", poolSize.toString()));
+            }
+            if (vacuumThreshold != null) {
+                command.addAll(List.of("--vacuum-threshold", vacuumThreshold.toString()));
             }
             command.removeIf(String::isEmpty);
             File log = Files.createTempFile("tasktable-bench-worker-" + i + "-", ".log").toFile();

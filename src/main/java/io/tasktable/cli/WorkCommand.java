@@ -65,6 +65,11 @@ final class WorkCommand implements Callable<Integer> {
                     + "(default: ${DEFAULT-VALUE}).")
     private int claimBatch = WorkerOptions.DEFAULT_CLAIM_BATCH;
 
+    @Option(names = "--vacuum-threshold", paramLabel = "N",
+            description = "While claiming, VACUUM tasktable.live_task once it holds N dead row versions, if this role owns it; "
+                    + "0: leave it to autovacuum (default: ${DEFAULT-VALUE}).")
+    private long vacuumThreshold = WorkerOptions.DEFAULT_VACUUM_THRESHOLD;
+
     @Option(names = "--pool-size", paramLabel = "N",
             description = "Database connections in the pool, besides the one for LISTEN (default: ${DEFAULT-VALUE}).")
     private int poolSize = ConnectionPool.DEFAULT_SIZE;
@@ -80,7 +85,8 @@ final class WorkCommand implements Callable<Integer> {
                     .withShutdownGrace(shutdownGrace)
                     .withHandlerTimeout(handlerTimeout)
                     .withRescueInterval(rescueInterval)
-                    .withClaimBatch(claimBatch);
+                    .withClaimBatch(claimBatch)
+                    .withVacuumThreshold(vacuumThreshold);
             if (lease.isPresent()) {
                 options = options.withLease(lease.get());
             }

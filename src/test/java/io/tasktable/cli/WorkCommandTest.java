@@ -27,7 +27,7 @@ class WorkCommandTest {
     void work_help_describes_every_option() {
         assertThat(run("work", "--help")).isEqualTo(Cli.EXIT_OK);
         assertThat(out.toString()).contains("Usage: tasktable work", "--queues", "--concurrency", "--poll-interval",
-                "--shutdown-grace", "--handler-timeout", "--lease", "--rescue-interval", "--claim-batch", "--pool-size", "http.post", "stamp");
+                "--shutdown-grace", "--handler-timeout", "--lease", "--rescue-interval", "--claim-batch", "--vacuum-threshold", "--pool-size", "http.post", "stamp");
     }
 
     @Test
@@ -49,6 +49,12 @@ class WorkCommandTest {
     void an_option_out_of_range_is_a_usage_error() {
         assertThat(run("work", "--concurrency", "0")).isEqualTo(Cli.EXIT_USAGE);
         assertThat(err.toString()).startsWith("tasktable: concurrency must be between 1 and 10000, got 0");
+    }
+
+    @Test
+    void a_negative_vacuum_threshold_is_a_usage_error() {
+        assertThat(run("work", "--vacuum-threshold", "-1")).isEqualTo(Cli.EXIT_USAGE);
+        assertThat(err.toString()).startsWith("tasktable: vacuumThreshold must be zero (never) or more, got -1");
     }
 
     @Test
