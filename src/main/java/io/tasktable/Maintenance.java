@@ -5,7 +5,6 @@ import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Duration;
-import java.util.concurrent.atomic.AtomicLong;
 
 import javax.sql.DataSource;
 
@@ -28,7 +27,7 @@ import io.tasktable.db.Routines;
  * stop every other worker's rescue.
  *
  * <p>A worker that claims also vacuums {@code live_task} when it holds {@link WorkerOptions#vacuumThreshold()}
- * dead row versions, if its role may (it owns the table or the database, or is a superuser). {@code SKIP_LOCKED}
+ * dead row versions, if its role may ({@link #MAY_VACUUM_SQL}). {@code SKIP_LOCKED}
  * makes a VACUUM already running (another worker's, or autovacuum's) a reason to skip the round, not to wait.
  * The jobs share one thread, so a long VACUUM delays this worker's next rescue round by as long (the other
  * workers' rounds are not delayed); {@link #close()} cancels it.
@@ -42,16 +41,27 @@ final class Maintenance {
     static final long PRUNE_LOCK = 0x7474_7072_756e_6500L;
     /** The SQL default: bounds one call's transaction; a larger backlog is taken over the next rounds. */
     static final int MAX_ROWS = 10_000;
-    /** How often a worker that claimed since the last look reads live_task's dead row count (one row of pg_stat). */
+    /** How often a worker that claims reads live_task's dead row count (one row of pg_stat). */
     static final Duration VACUUM_CHECK_INTERVAL = Duration.ofSeconds(1);
+    /**
+     * How long after its last claim a worker keeps looking: a backend that goes idle sends its counts to pgstat up
+     * to 10 s later (PGSTAT_IDLE_INTERVAL), so the dead versions of a burst's last claims show up after it.
+     */
+    static final Duration VACUUM_LOOK_AFTER_CLAIMS = Duration.ofSeconds(11);
     /**
      * One process, no truncation: a parallel VACUUM's helpers would take the cores the drain runs on, and
      * truncating the empty pages a drain leaves at the table's end takes an ACCESS EXCLUSIVE lock that claims and
      * enqueues would queue behind.
      */
     static final String VACUUM_SQL = "VACUUM (SKIP_LOCKED, TRUNCATE false, PARALLEL 0) tasktable.live_task";
-    /** Roles that may VACUUM live_task in PostgreSQL 15: its owner's, the database owner's, superusers (for whom pg_has_role is true). */
+    /**
+     * Whether this role may VACUUM live_task: its owner's members, the database owner's, superusers (pg_has_role is
+     * true for them) and, from PostgreSQL 17, roles with the MAINTAIN privilege on it (or pg_maintain). Otherwise
+     * VACUUM would only warn and skip the table.
+     */
     static final String MAY_VACUUM_SQL = "SELECT pg_has_role(c.relowner, 'USAGE') OR pg_has_role(d.datdba, 'USAGE') "
+            + "OR CASE WHEN current_setting('server_version_num')::int >= 170000 "
+            + "THEN has_table_privilege(c.oid, 'MAINTAIN') ELSE false END "
             + "FROM pg_class c, pg_database d WHERE c.oid = 'tasktable.live_task'::regclass AND d.datname = current_database()";
     static final String DEAD_ROWS_SQL = "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'tasktable.live_task'::regclass";
 
@@ -62,7 +72,9 @@ final class Maintenance {
     private final Thread thread;
     private final Object stop = new Object();
     private volatile boolean closing;
-    private final AtomicLong claimedSinceLook = new AtomicLong();
+    /** System.nanoTime() of the last claim that found tasks; looks stop VACUUM_LOOK_AFTER_CLAIMS later. */
+    private volatile long lastClaim;
+    private volatile boolean claimedOnce;
     /** Whether this worker's role may vacuum live_task: null until asked (once). */
     private Boolean mayVacuum;
     /** The VACUUM in flight, for {@link #close()} to cancel. */
@@ -80,9 +92,10 @@ final class Maintenance {
         thread.start();
     }
 
-    /** The claim threads count what they claim: a worker that claimed nothing since the last look does not look. */
-    void claimed(int tasks) {
-        claimedSinceLook.addAndGet(tasks);
+    /** The claim threads say when they claimed: an idle worker does not look at live_task's dead rows. */
+    void claimed() {
+        lastClaim = System.nanoTime();
+        claimedOnce = true;
     }
 
     void close() throws InterruptedException {
@@ -149,11 +162,12 @@ final class Maintenance {
     }
 
     /**
-     * VACUUMs live_task if this worker claimed since the last look, its role may, and the table holds at least the
-     * threshold of dead row versions (pgstat's count, which backends send at most once a second).
+     * VACUUMs live_task if this worker claimed lately, its role may, and the table holds at least the threshold of
+     * dead row versions (pgstat's count, which a busy backend sends at most once a second).
      */
     private void vacuumIfDue() {
-        if (claimedSinceLook.getAndSet(0) == 0 || Boolean.FALSE.equals(mayVacuum)) {
+        if (!claimedOnce || System.nanoTime() - lastClaim > VACUUM_LOOK_AFTER_CLAIMS.toNanos()
+                || Boolean.FALSE.equals(mayVacuum)) {
             return;
         }
         try (Connection c = dataSource.getConnection(); Statement s = c.createStatement()) {
@@ -162,8 +176,9 @@ final class Maintenance {
                     mayVacuum = may.next() && may.getBoolean(1);
                 }
                 if (!mayVacuum) {
-                    LOG.info("not vacuuming tasktable.live_task: role {} does not own it; autovacuum alone keeps it "
-                            + "(docs/dba-guide.md, \"Vacuum, autovacuum and fillfactor\")", c.getMetaData().getUserName());
+                    LOG.info("not vacuuming tasktable.live_task: role {} owns neither it nor the database; autovacuum "
+                            + "alone keeps it (docs/dba-guide.md, \"Vacuum, autovacuum and fillfactor\")",
+                            c.getMetaData().getUserName());
                     return;
                 }
             }

@@ -250,7 +250,7 @@ public final class Worker implements AutoCloseable {
                     backlog = !claimed.isEmpty();
                     if (!claimed.isEmpty()) {
                         observer.claimed(claimed.size());
-                        maintenance.claimed(claimed.size());
+                        maintenance.claimed();
                         if (claimers.size() > 1) {
                             wakeup.signal(); // there may be more: an idle peer claims them meanwhile
                         }

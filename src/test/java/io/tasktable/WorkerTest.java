@@ -390,8 +390,10 @@ class WorkerTest {
         List<Long> ids = client.enqueueAll(Collections.nCopies(3_000, NewTask.of("noop", "{}")));
         try (Worker worker = Worker.start(pool, Map.of("noop", (task, context) -> TaskResult.success()),
                 FAST.withConcurrency(64).withVacuumThreshold(1_000))) {
-            // each task leaves two dead versions in live_task (its claim's and its completion's): 6,000 in all
-            eventually().alias("a VACUUM of live_task by the worker (pg_stat_user_tables.vacuum_count)")
+            // each task leaves two dead versions in live_task (its claim's and its completion's): 6,000 in all; the
+            // backends send the last of them to pgstat up to 10 s after they go idle
+            await().atMost(Duration.ofSeconds(40)).pollInterval(Duration.ofMillis(100))
+                    .alias("a VACUUM of live_task by the worker (pg_stat_user_tables.vacuum_count)")
                     .until(() -> vacuumCount() > before);
             eventually().until(() -> Sql.count(c, "SELECT count(*) FROM tasktable.finished_task") == ids.size());
         }

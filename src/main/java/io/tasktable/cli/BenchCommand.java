@@ -143,6 +143,10 @@ final class BenchCommand implements Callable<Integer> {
     /** Size of a queued task's payload (octet_length of its text) in the last drain run and floor run: what --payload-bytes gave. */
     private long payloadOctets;
     private long floorPayloadOctets;
+    /** VACUUMs of live_task that ran during floor runs (the workers' own, item 40); 0 unless the floor was slowed by one. */
+    private long workerVacuumsDuringFloor;
+    private static final String VACUUM_COUNT_SQL =
+            "SELECT vacuum_count FROM pg_stat_user_tables WHERE relid = 'tasktable.live_task'::regclass";
 
     /** Set once CHECKPOINT was refused (the role is neither superuser nor pg_checkpoint). */
     private boolean checkpointRefused;
@@ -326,6 +330,7 @@ final class BenchCommand implements Callable<Integer> {
             out.putPOJO("runs_floor_ratio", ratios.stream().map(BenchCommand::round3).toList());
             out.put("floor_threads", floorThreads);
             out.put("floor_payload_bytes", floorPayloadOctets);
+            out.put("worker_vacuums_during_floor", workerVacuumsDuringFloor);
         }
         putCpu(out, "server_cpu_us_per_task", serverCpu);
         putCpu(out, "worker_cpu_us_per_task", workerCpu);
@@ -460,6 +465,10 @@ final class BenchCommand implements Callable<Integer> {
             // kept from run to run and vacuumed, as the drain's table is (see drainOnce)
             s.execute("CREATE TABLE IF NOT EXISTS bench_floor (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
                     + "payload jsonb NOT NULL DEFAULT '{}', run_at timestamptz NOT NULL DEFAULT now(), locked_at timestamptz)");
+            // The drain's dead rows go first: this VACUUM waits for a worker's own (item 40) to end, and the workers,
+            // which look at live_task's dead rows for 11 s after their last claim, find none to vacuum while the floor runs.
+            s.execute("VACUUM tasktable.live_task");
+            long workerVacuums = query(c, VACUUM_COUNT_SQL);
             s.execute("DELETE FROM bench_floor");
             s.execute("VACUUM bench_floor");
             try (PreparedStatement fill = c.prepareStatement("INSERT INTO bench_floor (payload) SELECT ?::jsonb FROM generate_series(1, ?)")) {
@@ -536,6 +545,7 @@ final class BenchCommand implements Callable<Integer> {
                 t.join();
             }
             failed.run();
+            workerVacuumsDuringFloor += query(c, VACUUM_COUNT_SQL) - workerVacuums;
             return new Floor(n / ((lastCommit.nanos() - start) / 1e9), cpuUs);
         }
     }

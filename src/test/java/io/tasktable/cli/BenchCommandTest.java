@@ -45,6 +45,9 @@ class BenchCommandTest {
         assertThat(result.path("clock").asText()).startsWith("database");
         // counted from the tasks' claims: at least one task each, at most the claim batch (concurrency 16: 8)
         assertThat(result.path("mean_claim").asDouble()).isBetween(1.0, (double) result.path("claim_batch").asInt());
+        // no worker VACUUM of live_task ran while the floor was measured
+        assertThat(result.path("worker_vacuums_during_floor").isIntegralNumber()).isTrue();
+        assertThat(result.path("worker_vacuums_during_floor").asLong()).isZero();
         // CPU per task, read from this host's processes: known when the server runs here, left out when not
         for (String field : List.of("server_cpu_us_per_task", "worker_cpu_us_per_task", "floor_server_cpu_us_per_task")) {
             if (field.startsWith("worker") || serverRunsHere()) {
