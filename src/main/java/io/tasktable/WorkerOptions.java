@@ -21,7 +21,7 @@ import java.util.Optional;
  *                        more than its claim thread's share of the concurrency ({@link #claimSize()})
  * @param vacuumThreshold while it claims, the worker runs {@code VACUUM} on {@code tasktable.live_task} once the
  *                        table holds this many dead row versions (about two per task claimed and finished), if
- *                        its role owns the table; 0 leaves vacuuming to autovacuum alone
+ *                        its role may (it owns the table or the database); 0 leaves vacuuming to autovacuum alone
  */
 public record WorkerOptions(List<String> queues, int concurrency, Duration pollInterval, Duration handlerTimeout,
                             Duration shutdownGrace, Optional<Duration> lease, Duration rescueInterval,

@@ -66,7 +66,8 @@ final class WorkCommand implements Callable<Integer> {
     private int claimBatch = WorkerOptions.DEFAULT_CLAIM_BATCH;
 
     @Option(names = "--vacuum-threshold", paramLabel = "N",
-            description = "While claiming, VACUUM tasktable.live_task once it holds N dead row versions, if this role owns it; "
+            description = "While claiming, VACUUM tasktable.live_task once it holds N dead row versions, if this role owns it "
+                    + "or the database; "
                     + "0: leave it to autovacuum (default: ${DEFAULT-VALUE}).")
     private long vacuumThreshold = WorkerOptions.DEFAULT_VACUUM_THRESHOLD;
 
