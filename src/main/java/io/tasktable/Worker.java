@@ -45,8 +45,9 @@ import static io.tasktable.db.Tables.QUEUE;
 /**
  * Drains the queue: claims batches sized to its free capacity, runs each task's handler on a virtual
  * thread, and reports the outcome, all through the SQL functions (the rules — backoff, state changes,
- * fencing — are theirs). Wakes on NOTIFY, polls as a fallback, renews leases of long tasks, and takes its
- * turn at rescuing expired leases and pruning. Every database call survives a lost connection: it is
+ * fencing — are theirs). Wakes on NOTIFY, polls as a fallback, renews leases of long tasks, takes its
+ * turn at rescuing expired leases and pruning, and vacuums live_task while it drains (if its role may: see
+ * {@link WorkerOptions#vacuumThreshold()}). Every database call survives a lost connection: it is
  * retried after a short backoff, and outcomes are kept until the database has them.
  *
  * <p>{@link #close()} shuts down gracefully: no new claims, running tasks get the shutdown grace to finish,
