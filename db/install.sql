@@ -2974,19 +2974,22 @@ SELECT NOT EXISTS (SELECT FROM tasktable.flyway_schema_history WHERE version = '
 \if :tasktable_apply
 -- tasktable 15: the claim and the completion do less work per task. Same signatures, same results, same errors.
 --
--- Counted with callgrind (instructions of the backend serving one pgbench client, claim_tasks of 128 then
--- complete_tasks, 30 transactions on a fresh copy of the same database each time; deterministic: the same count on
--- every rerun), per task: V14 139,483; the floor's claim and DELETE 58,892. Each change below on its own:
---   - claim_tasks finds the rows it locked by their physical address (ctid) instead of by id: 134,152 with the
---     rest of V14 (-3.8%): no task_pkey probe per task, and no sort of the ids for the index scan;
---   - task_moves_to_a_known_queue fires AFTER the update instead of BEFORE it: 138,879 (-0.4%). A BEFORE ROW
+-- Counted with callgrind by docs/instructions.sh (instructions of the backend serving one pgbench client,
+-- claim_tasks of 128 then complete_tasks, 30 transactions on a fresh copy of the same database each time; the same
+-- count on every rerun, where timings on a shared machine move by a third), per task: V14 139,535; the floor's
+-- claim and DELETE 58,898. Each change below on its own, against V14:
+--   - claim_tasks finds the rows it locked by their physical address (ctid) instead of by id: 134,200 (-3.8%): no
+--     task_pkey probe per task, and no sort of the ids for the index scan;
+--   - task_moves_to_a_known_queue fires AFTER the update instead of BEFORE it: 138,930 (-0.4%). A BEFORE ROW
 --     UPDATE trigger makes every UPDATE of live_task (each claim, each heartbeat) fetch and lock the old row
 --     again before the trigger's column list and WHEN clause are even looked at, though the functions never
 --     change a task's queue; an AFTER trigger looks at them with the rows in hand. It refuses the same updates,
 --     with the same error, before the statement ends;
---   - complete_tasks returns the ids from its DELETE instead of a RETURNING of its INSERT: 138,735 (-0.5%).
--- All three: 132,823 per task (-4.8%; docs/performance.md, item 41). The claimed rows still come back sorted by
--- priority, run_at and id, as the API promises: unsorted they counted 128,095, but that order is the contract.
+--   - complete_tasks returns the ids from its DELETE instead of a RETURNING of its INSERT: 138,797 (-0.5%);
+--   - _check_task_refs tests the attempts with array expressions instead of a query over unnest(attempts):
+--     138,350 (-0.8%); it runs in every batch function that takes (ids, attempts).
+-- All four: 131,696 (-5.6%; docs/performance.md, item 41). The claimed rows still come back sorted by priority, run_at
+-- and id, as the API promises: unsorted they counted about 4,700 fewer per task, but that order is the contract.
 
 -- claim_tasks: as V5, the claimed rows found by address (see above).
 CREATE OR REPLACE FUNCTION tasktable.claim_tasks(
@@ -3137,8 +3140,27 @@ $$;
 DROP TRIGGER task_moves_to_a_known_queue ON tasktable.live_task;
 CREATE TRIGGER task_moves_to_a_known_queue AFTER UPDATE OF queue ON tasktable.live_task
     FOR EACH ROW WHEN (OLD.queue IS DISTINCT FROM NEW.queue) EXECUTE FUNCTION tasktable._check_task_queue();
+
+
+-- _check_task_refs: as V1, the attempts tested without a query (see above).
+CREATE OR REPLACE FUNCTION tasktable._check_task_refs(ids bigint[], attempts integer[])
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF ids IS NULL OR attempts IS NULL OR array_ndims(ids) > 1 OR array_ndims(attempts) > 1
+       OR cardinality(ids) <> cardinality(attempts) OR array_position(ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'tasktable: ids and attempts must be non-null arrays of equal length'
+            USING ERRCODE = 'TT008', HINT = 'Pass one-dimensional arrays: each task''s id with the attempt number claim_tasks returned for it.';
+    END IF;
+    -- NULLs first: "1 > ANY" is NULL, not true, for an array holding a NULL and nothing under 1
+    IF array_position(attempts, NULL) IS NOT NULL OR 1 > ANY (attempts) THEN
+        RAISE EXCEPTION 'tasktable: attempt numbers must be 1 or more'
+            USING ERRCODE = 'TT009', HINT = 'Pass the attempt number claim_tasks returned with the task.';
+    END IF;
+END
+$$;
 INSERT INTO tasktable.flyway_schema_history (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
-SELECT coalesce(max(installed_rank), 0) + 1, '15', 'claim and completion do less per task', 'SQL', 'V15__claim_and_completion_do_less_per_task.sql', 583706735, current_user, 0, true FROM tasktable.flyway_schema_history;
+SELECT coalesce(max(installed_rank), 0) + 1, '15', 'claim and completion do less per task', 'SQL', 'V15__claim_and_completion_do_less_per_task.sql', 770904107, current_user, 0, true FROM tasktable.flyway_schema_history;
 \endif
 
 COMMIT;

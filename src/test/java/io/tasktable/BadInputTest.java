@@ -98,6 +98,8 @@ class BadInputTest {
                 // complete / fail / extend / snooze: task references and attempts
                 bad("TT009", "SELECT tasktable.complete_task(2, 0)"),
                 bad("TT009", "SELECT tasktable.complete_task(2, NULL)"),
+                bad("TT009", "SELECT tasktable.complete_tasks(ARRAY[2, 1], ARRAY[1, NULL])"),
+                bad("TT009", "SELECT * FROM tasktable.fail_tasks(ARRAY[2, 1], ARRAY[1, 0], ARRAY['a', 'b'])"),
                 bad("TT008", "SELECT tasktable.complete_task(NULL, 1)"),
                 bad("TT008", "SELECT tasktable.complete_tasks(ARRAY[2, 1], ARRAY[1])"),
                 bad("TT008", "SELECT tasktable.complete_tasks(NULL, NULL)"),
