@@ -5,7 +5,7 @@
 #
 #   docs/instructions.sh [TRANSACTIONS] [SETUP.sql]
 #
-# TRANSACTIONS (30) of 128 tasks each from one pgbench client (prepared statements), on a throwaway cluster with
+# TRANSACTIONS (30) of CLAIM (128) tasks each from one pgbench client (prepared statements), on a throwaway cluster with
 # 100,000 tasks queued in each table; SETUP.sql, if given, runs after db/install.sql (to count a variant of the
 # functions). Needs valgrind, pgbench and PostgreSQL's server binaries (PG_BIN; default: the newest
 # /usr/lib/postgresql/*/bin). The cluster lives in a temporary directory, on port PORT (5499), and is removed at the
@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 T="${1:-30}"
 SETUP="${2:-}"
 PORT="${PORT:-5499}"
+CLAIM="${CLAIM:-128}"
 PG_BIN="${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}"
 for tool in valgrind pgbench psql "$PG_BIN/postgres" "$PG_BIN/initdb" "$PG_BIN/pg_ctl"; do
     command -v "$tool" >/dev/null || { echo "instructions.sh: $tool not found (apt-get install valgrind postgresql)" >&2; exit 2; }
@@ -44,12 +45,12 @@ stop
 as_owner cp -a "$DIR/data" "$DIR/base"
 
 cat > "$DIR/tasktable.sql" <<'SQL'
-SELECT array_agg(id) AS ids, array_agg(attempt) AS att FROM tasktable.claim_tasks(128, 'count') \gset
+SELECT array_agg(id) AS ids, array_agg(attempt) AS att FROM tasktable.claim_tasks(:claim, 'count') \gset
 SELECT cardinality(tasktable.complete_tasks(:ids, :att));
 SQL
 cat > "$DIR/floor.sql" <<'SQL'
 WITH c AS (UPDATE bench_floor SET locked_at = now() WHERE id IN (SELECT id FROM bench_floor WHERE locked_at IS NULL
-           AND run_at <= now() ORDER BY id LIMIT 128 FOR UPDATE SKIP LOCKED) RETURNING id, payload)
+           AND run_at <= now() ORDER BY id LIMIT :claim FOR UPDATE SKIP LOCKED) RETURNING id, payload)
 SELECT array_agg(id) AS ids FROM c \gset
 DELETE FROM bench_floor WHERE id = ANY (:ids);
 SQL
@@ -63,13 +64,13 @@ count() {
         --callgrind-out-file="$DIR/callgrind.%p" "$PG_BIN/postgres" -D "$DIR/data" -p "$PORT" -k "$DIR" \
         -c autovacuum=off -c fsync=off > "$DIR/valgrind.log" 2>&1 &
     until "${PSQL[@]}" -d count -c "SELECT 1" >/dev/null 2>&1; do sleep 1; done
-    pgbench -h "$DIR" -p "$PORT" -U postgres -n -M prepared -c 1 -j 1 -t "$T" -f "$DIR/$1.sql" count >"$DIR/pgbench.log" 2>&1 \
+    pgbench -h "$DIR" -p "$PORT" -U postgres -n -M prepared -c 1 -j 1 -t "$T" -D claim="$CLAIM" -f "$DIR/$1.sql" count >"$DIR/pgbench.log" 2>&1 \
         || { cat "$DIR/pgbench.log" >&2; exit 1; }
     stop
     wait
     local n
     n=$(grep "Collected" "$DIR/valgrind.log" | tr -d ',' | awk '{print $4}' | sort -n | tail -1)
-    printf '%-9s %9d instructions per task (%d transactions of 128)\n' "$1" $(( n / (T * 128) )) "$T"
+    printf '%-9s %9d instructions per task (%d transactions of %d)\n' "$1" $(( n / (T * CLAIM) )) "$T" "$CLAIM"
 }
 count tasktable
 count floor
