@@ -3,7 +3,7 @@
 -- Counted with callgrind by docs/instructions.sh (instructions of the backend serving one pgbench client,
 -- claim_tasks of 128 then complete_tasks, 30 transactions on a fresh copy of the same database each time; the same
 -- count on every rerun, where timings on a shared machine move by a third), per task: V14 139,535; the floor's
--- claim and DELETE 58,898. Each change below on its own, against V14:
+-- claim and DELETE 57,079. Each change below on its own, against V14:
 --   - claim_tasks finds the rows it locked by their physical address (ctid) instead of by id: 134,200 (-3.8%): no
 --     task_pkey probe per task, and no sort of the ids for the index scan;
 --   - task_moves_to_a_known_queue fires AFTER the update instead of BEFORE it: 138,930 (-0.4%). A BEFORE ROW
