@@ -5,8 +5,9 @@
 #
 #   docs/instructions.sh [TRANSACTIONS] [SETUP.sql]
 #
-# TRANSACTIONS (30) of CLAIM (128) tasks each from one pgbench client (prepared statements), on a throwaway cluster with
-# 100,000 tasks queued in each table; SETUP.sql, if given, runs after db/install.sql (to count a variant of the
+# TRANSACTIONS (30) of CLAIM (128) tasks each from one pgbench client (prepared statements), on a throwaway cluster
+# with 100,000 tasks queued in each table, their payloads PAYLOAD_BYTES long ({} by default; as the bench's
+# --payload-bytes makes them otherwise); SETUP.sql, if given, runs after db/install.sql (to count a variant of the
 # functions). Needs valgrind, pgbench and PostgreSQL's server binaries (PG_BIN; default: the newest
 # /usr/lib/postgresql/*/bin). The cluster lives in a temporary directory, on port PORT (5499), and is removed at the
 # end; as root it runs as the postgres user. Takes about a minute per count.
@@ -16,6 +17,7 @@ T="${1:-30}"
 SETUP="${2:-}"
 PORT="${PORT:-5499}"
 CLAIM="${CLAIM:-128}"
+PAYLOAD_BYTES="${PAYLOAD_BYTES:-2}"
 PG_BIN="${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}"
 for tool in valgrind pgbench psql "$PG_BIN/postgres" "$PG_BIN/initdb" "$PG_BIN/pg_ctl"; do
     command -v "$tool" >/dev/null || { echo "instructions.sh: $tool not found (apt-get install valgrind postgresql)" >&2; exit 2; }
@@ -33,11 +35,14 @@ as_owner "$PG_BIN/pg_ctl" -D "$DIR/data" -o "-p $PORT -k $DIR -c autovacuum=off"
 "${PSQL[@]}" -c "CREATE DATABASE count"
 "${PSQL[@]}" -d count -f db/install.sql >/dev/null
 [ -n "$SETUP" ] && "${PSQL[@]}" -d count -f "$SETUP" >/dev/null
-"${PSQL[@]}" -d count <<'SQL'
-INSERT INTO tasktable.live_task (queue, kind, payload) SELECT 'default', 'noop', '{}' FROM generate_series(1, 100000);
+# payloads as the bench's --payload-bytes makes them: {} (2 bytes), or {"pad": "xxx..."} of PAYLOAD_BYTES
+"${PSQL[@]}" -d count -v bytes="$PAYLOAD_BYTES" <<'SQL'
+CREATE TEMP TABLE p AS SELECT CASE WHEN :bytes <= 2 THEN '{}'::jsonb
+                                   ELSE jsonb_build_object('pad', repeat('x', greatest(:bytes - 11, 0))) END AS payload;
+INSERT INTO tasktable.live_task (queue, kind, payload) SELECT 'default', 'noop', p.payload FROM p, generate_series(1, 100000);
 CREATE TABLE bench_floor (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, payload jsonb NOT NULL DEFAULT '{}',
                           run_at timestamptz NOT NULL DEFAULT now(), locked_at timestamptz);
-INSERT INTO bench_floor (payload) SELECT '{}' FROM generate_series(1, 100000);
+INSERT INTO bench_floor (payload) SELECT p.payload FROM p, generate_series(1, 100000);
 VACUUM ANALYZE;
 CHECKPOINT;
 SQL
