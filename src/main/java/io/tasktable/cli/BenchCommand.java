@@ -119,6 +119,11 @@ final class BenchCommand implements Callable<Integer> {
             description = "drain, history: connections of the bare SKIP LOCKED floor (default: ${DEFAULT-VALUE}).")
     private int floorThreads = 2;
 
+    @Option(names = "--floor-batch", paramLabel = "B",
+            description = "drain, history: tasks per claim of the floor (default: the most a worker's claim takes, "
+                    + "claim_batch; its claims take mean_claim on average).")
+    private Integer floorBatchOption;
+
     @Option(names = "--no-floor", description = "drain, history: skip the floor measurement.")
     private boolean noFloor;
 
@@ -217,6 +222,12 @@ final class BenchCommand implements Callable<Integer> {
         if (payloadBytes > 0 && scenario != Scenario.drain && scenario != Scenario.history) {
             throw new ParameterException(spec.commandLine(), "--payload-bytes applies to drain and history only");
         }
+        if (floorBatchOption != null && (floorBatchOption < 1 || floorBatchOption > 10_000)) {
+            throw new ParameterException(spec.commandLine(), "--floor-batch must be between 1 and 10000");
+        }
+        if (floorBatchOption != null && scenario != Scenario.drain && scenario != Scenario.history) {
+            throw new ParameterException(spec.commandLine(), "--floor-batch applies to drain and history only");
+        }
         if (noRetention && scenario != Scenario.drain) {
             throw new ParameterException(spec.commandLine(), "--no-retention applies to drain only (history needs its finished tasks)");
         }
@@ -240,8 +251,11 @@ final class BenchCommand implements Callable<Integer> {
             }
         }
         // What a claim takes at most: the worker's concurrency shared by its claim threads, up to the claim batch.
-        int floorBatch = WorkerOptions.defaults().withConcurrency(concurrency)
+        int claimLimit = WorkerOptions.defaults().withConcurrency(concurrency)
                 .withClaimBatch(claimBatch != null ? claimBatch : WorkerOptions.DEFAULT_CLAIM_BATCH).claimSize();
+        // The floor claims that much unless told otherwise: at a concurrency twice the claim batch the worker's
+        // claims take less (mean_claim), and --floor-batch compares it with a floor claiming as much as they do.
+        int floorBatch = floorBatchOption != null ? floorBatchOption : claimLimit;
         startWorkers();
         // Warm-up (not measured): JIT-compiles the workers' hot path and primes the server's caches.
         // As large as a run: it also leaves the free space a run's row versions go to (after a warm-up of 5,000
@@ -257,6 +271,7 @@ final class BenchCommand implements Callable<Integer> {
         List<Double> clean = new ArrayList<>();
         List<Double> claimSizes = new ArrayList<>();
         List<Double> floors = new ArrayList<>();
+        List<Double> floorClaimSizes = new ArrayList<>();
         List<Double> serverCpu = new ArrayList<>();
         List<Double> workerCpu = new ArrayList<>();
         List<Double> floorServerCpu = new ArrayList<>();
@@ -269,6 +284,7 @@ final class BenchCommand implements Callable<Integer> {
             if (!noFloor) {
                 Floor floorRun = floorOnce(n, floorBatch, "floor " + i + "/" + runs);
                 floors.add(floorRun.tasksPerS());
+                floorClaimSizes.add(floorRun.meanClaim());
                 floorServerCpu.add(floorRun.serverCpuUs());
             }
         }
@@ -303,7 +319,7 @@ final class BenchCommand implements Callable<Integer> {
         out.put("tasks", n);
         out.put("workers", workers);
         out.put("concurrency", concurrency);
-        out.put("claim_batch", floorBatch);
+        out.put("claim_batch", claimLimit);
         if (!noRetention) {
             // what the claims really took: a claim thread takes the slots free at that moment, up to claim_batch
             out.put("mean_claim", Math.round(median(claimSizes) * 10) / 10.0);
@@ -329,6 +345,8 @@ final class BenchCommand implements Callable<Integer> {
             out.put("floor_ratio", round3(ratio));
             out.putPOJO("runs_floor_ratio", ratios.stream().map(BenchCommand::round3).toList());
             out.put("floor_threads", floorThreads);
+            out.put("floor_batch", floorBatch);
+            out.put("floor_mean_claim", Math.round(median(floorClaimSizes) * 10) / 10.0);
             out.put("floor_payload_bytes", floorPayloadOctets);
             out.put("worker_vacuums_during_floor", workerVacuumsDuringFloor);
         }
@@ -346,9 +364,9 @@ final class BenchCommand implements Callable<Integer> {
                 "%s: %,d no-op tasks%s, %d worker(s) x %d, claim batch %d%s: %,.0f tasks/s clean (median of %d)%s%s; "
                         + "worker peak RSS %d MB",
                 scenario, n, payloadBytes == 0 ? "" : String.format(Locale.ROOT, " (payloads of %,d bytes)", payloadOctets),
-                workers, concurrency, floorBatch, noRetention ? ", retention 0" : "", tps, runs, extra,
-                noFloor ? "" : String.format(Locale.ROOT, "; floor %,.0f tasks/s (%.0f%%, median of the runs' ratios)",
-                        floor, 100 * ratio),
+                workers, concurrency, claimLimit, noRetention ? ", retention 0" : "", tps, runs, extra,
+                noFloor ? "" : String.format(Locale.ROOT, "; floor %,.0f tasks/s%s (%.0f%%, median of the runs' ratios)",
+                        floor, floorBatch == claimLimit ? "" : " claiming " + floorBatch, 100 * ratio),
                 rssKb / 1024));
         return out;
     }
@@ -480,6 +498,7 @@ final class BenchCommand implements Callable<Integer> {
             s.execute("VACUUM ANALYZE bench_floor");
             checkpoint(s);
             AtomicLong done = new AtomicLong();
+            AtomicLong claims = new AtomicLong();
             LastCommit lastCommit = new LastCommit();
             List<Thread> threads = new ArrayList<>();
             Map<Integer, Throwable> failures = new ConcurrentHashMap<>();
@@ -517,6 +536,7 @@ final class BenchCommand implements Callable<Integer> {
                             delete.executeUpdate();
                             lastCommit.at(System.nanoTime());
                             done.addAndGet(ids.size());
+                            claims.incrementAndGet();
                         }
                     } catch (Throwable e) {
                         failures.put(me, e);
@@ -546,7 +566,7 @@ final class BenchCommand implements Callable<Integer> {
             }
             failed.run();
             workerVacuumsDuringFloor += query(c, VACUUM_COUNT_SQL) - workerVacuums;
-            return new Floor(n / ((lastCommit.nanos() - start) / 1e9), cpuUs);
+            return new Floor(n / ((lastCommit.nanos() - start) / 1e9), cpuUs, (double) n / claims.get());
         }
     }
 
@@ -724,7 +744,8 @@ final class BenchCommand implements Callable<Integer> {
     private record Drained(double tasksPerS, double meanClaim, double serverCpuUs, double workerCpuUs) {}
 
     /** A floor run's rate and the CPU per task of its backends (µs). */
-    private record Floor(double tasksPerS, double serverCpuUs) {}
+    /** @param meanClaim tasks per claim that found any, as the drain's mean_claim */
+    private record Floor(double tasksPerS, double serverCpuUs, double meanClaim) {}
 
     /** The worker processes' connections, by the application name their pool gives them. */
     private static List<Long> workerBackends(Connection c) throws SQLException {

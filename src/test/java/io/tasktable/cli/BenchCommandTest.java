@@ -45,6 +45,9 @@ class BenchCommandTest {
         assertThat(result.path("clock").asText()).startsWith("database");
         // counted from the tasks' claims: at least one task each, at most the claim batch (concurrency 16: 8)
         assertThat(result.path("mean_claim").asDouble()).isBetween(1.0, (double) result.path("claim_batch").asInt());
+        // the floor claims as much as a worker's claim may take, unless --floor-batch says otherwise
+        assertThat(result.path("floor_batch").asInt()).isEqualTo(result.path("claim_batch").asInt());
+        assertThat(result.path("floor_mean_claim").asDouble()).isBetween(1.0, (double) result.path("floor_batch").asInt());
         // no worker VACUUM of live_task ran while the floor was measured
         assertThat(result.path("worker_vacuums_during_floor").isIntegralNumber()).isTrue();
         assertThat(result.path("worker_vacuums_during_floor").asLong()).isZero();
@@ -77,8 +80,9 @@ class BenchCommandTest {
     }
 
     @Test
-    void bench_drain_fills_the_payloads_it_is_asked_for_and_pairs_each_run_with_a_floor_run() throws Exception {
-        JsonNode result = smoke("--payload-bytes", "2000", "--runs", "2");
+    void bench_drain_fills_the_payloads_it_is_asked_for_and_pairs_each_run_with_a_floor_run_of_the_batch_asked_for()
+            throws Exception {
+        JsonNode result = smoke("--payload-bytes", "2000", "--runs", "2", "--floor-batch", "5");
         // measured from the tables, not echoed from the option
         assertThat(result.path("payload_bytes").asInt()).isEqualTo(2000);
         assertThat(result.path("floor_payload_bytes").asInt()).isEqualTo(2000);
@@ -94,10 +98,15 @@ class BenchCommandTest {
         }
         assertThat(result.path("floor_ratio").asDouble())
                 .isCloseTo((ratios.get(0).asDouble() + ratios.get(1).asDouble()) / 2, within(0.002));
+        // counted from the floor's claims: 2,000 tasks in claims of 5 (the workers' claims may take 8 here)
+        assertThat(result.path("claim_batch").asInt()).isEqualTo(8);
+        assertThat(result.path("floor_batch").asInt()).isEqualTo(5);
+        assertThat(result.path("floor_mean_claim").asDouble()).isBetween(4.9, 5.0);
+        assertThat(result.path("summary").asText()).contains("claiming 5");
     }
 
     @Test
-    void bench_refuses_a_payload_over_the_limit_or_outside_drain() {
+    void bench_refuses_a_payload_or_a_floor_batch_out_of_range_or_outside_drain() {
         StringWriter err = new StringWriter();
         CommandLine cli = Main.commandLine();
         cli.setErr(new PrintWriter(err, true));
@@ -105,6 +114,10 @@ class BenchCommandTest {
         assertThat(err.toString()).contains("--payload-bytes must be between 0 and 1048576");
         assertThat(cli.execute("bench", "enqueue", "--payload-bytes", "100")).isEqualTo(Cli.EXIT_USAGE);
         assertThat(err.toString()).contains("--payload-bytes applies to drain and history only");
+        assertThat(cli.execute("bench", "drain", "--floor-batch", "0")).isEqualTo(Cli.EXIT_USAGE);
+        assertThat(err.toString()).contains("--floor-batch must be between 1 and 10000");
+        assertThat(cli.execute("bench", "latency", "--floor-batch", "5")).isEqualTo(Cli.EXIT_USAGE);
+        assertThat(err.toString()).contains("--floor-batch applies to drain and history only");
     }
 
     @Test
