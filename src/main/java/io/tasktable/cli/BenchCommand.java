@@ -743,8 +743,10 @@ final class BenchCommand implements Callable<Integer> {
      */
     private record Drained(double tasksPerS, double meanClaim, double serverCpuUs, double workerCpuUs) {}
 
-    /** A floor run's rate and the CPU per task of its backends (µs). */
-    /** @param meanClaim tasks per claim that found any, as the drain's mean_claim */
+    /**
+     * A floor run's rate, the CPU per task of its backends (µs), and the tasks per claim that found any (as the
+     * drain's mean_claim).
+     */
     private record Floor(double tasksPerS, double serverCpuUs, double meanClaim) {}
 
     /** The worker processes' connections, by the application name their pool gives them. */
