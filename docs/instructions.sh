@@ -12,9 +12,9 @@
 # /usr/lib/postgresql/*/bin). The cluster lives in a temporary directory, on port PORT (5499), and is removed at the
 # end; as root it runs as the postgres user. Takes about a minute per count.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 T="${1:-30}"
-SETUP="${2:-}"
+SETUP="${2:+$(realpath "$2")}"   # before the cd below: a path relative to where it was called from
+cd "$(dirname "$0")/.."
 PORT="${PORT:-5499}"
 CLAIM="${CLAIM:-128}"
 PAYLOAD_BYTES="${PAYLOAD_BYTES:-2}"
