@@ -8,7 +8,12 @@ import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.time.Instant;
+import java.time.ZonedDateTime;
+import java.time.format.DateTimeFormatter;
+import java.time.format.DateTimeParseException;
 import java.util.Map;
+import java.util.Optional;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
@@ -26,8 +31,10 @@ import io.tasktable.TaskResult;
  * same on every attempt, so a receiver can drop the duplicates at-least-once delivery brings.
  *
  * <p>2xx succeeds (result {@code {"status": N}}). 5xx, 408, 429, connection errors and timeouts fail and are
- * retried after the queue's backoff. Any other status (other 4xx, and 3xx: redirects are not followed, since
- * re-sending a POST elsewhere is the receiver's decision to document, not ours to guess) fails for good.
+ * retried after the queue's backoff, or when the answer's {@code Retry-After} says (seconds or an HTTP date, at
+ * most {@link #MAX_RETRY_AFTER} ahead): a receiver that rate-limits or is down for maintenance names the time
+ * it can take the request. Any other status (other 4xx, and 3xx: redirects are not followed, since re-sending a
+ * POST elsewhere is the receiver's decision to document, not ours to guess) fails for good.
  */
 final class HttpPost implements TaskHandler {
 
@@ -37,6 +44,8 @@ final class HttpPost implements TaskHandler {
     static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(10);
     /** Enough of a refusal's body to see what the receiver said, short enough for last_error. */
     static final int MAX_BODY_IN_ERROR = 500;
+    /** The latest a Retry-After may put the next attempt: a receiver's mistake must not park a task for years. */
+    static final Duration MAX_RETRY_AFTER = Duration.ofDays(1);
 
     private final HttpClient client = HttpClient.newBuilder()
             .connectTimeout(DEFAULT_TIMEOUT)
@@ -77,7 +86,31 @@ final class HttpPost implements TaskHandler {
             return TaskResult.success(JsonNodeFactory.instance.objectNode().put("status", status));
         }
         String refusal = "POST " + url + " answered " + status + excerpt(response.body());
-        return status >= 500 || status == 408 || status == 429 ? TaskResult.retry(refusal) : TaskResult.giveUp(refusal);
+        if (status >= 500 || status == 408 || status == 429) {
+            return response.headers().firstValue("Retry-After").flatMap(HttpPost::retryAfter)
+                    .map(delay -> TaskResult.retryAfter(refusal, delay))
+                    .orElseGet(() -> TaskResult.retry(refusal));
+        }
+        return TaskResult.giveUp(refusal);
+    }
+
+    /**
+     * A Retry-After header's delay (RFC 9110, 10.2.3): seconds, or an HTTP date (a date already past means now), at
+     * most {@link #MAX_RETRY_AFTER}; empty when it is neither, and the queue's backoff applies.
+     */
+    static Optional<Duration> retryAfter(String value) {
+        String text = value.strip();
+        Duration delay;
+        if (!text.isEmpty() && text.chars().allMatch(c -> c >= '0' && c <= '9')) {
+            delay = text.length() > 9 ? MAX_RETRY_AFTER : Duration.ofSeconds(Long.parseLong(text));
+        } else {
+            try {
+                delay = Duration.between(Instant.now(), ZonedDateTime.parse(text, DateTimeFormatter.RFC_1123_DATE_TIME));
+            } catch (DateTimeParseException e) {
+                return Optional.empty();
+            }
+        }
+        return Optional.of(delay.isNegative() ? Duration.ZERO : delay.compareTo(MAX_RETRY_AFTER) > 0 ? MAX_RETRY_AFTER : delay);
     }
 
     /** The same for every attempt of a task. */

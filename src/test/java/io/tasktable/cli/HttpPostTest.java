@@ -11,6 +11,9 @@ import java.nio.charset.StandardCharsets;
 import java.sql.Connection;
 import java.sql.SQLException;
 import java.time.Duration;
+import java.time.ZoneOffset;
+import java.time.ZonedDateTime;
+import java.time.format.DateTimeFormatter;
 import java.util.List;
 import java.util.Map;
 import java.util.Queue;
@@ -86,7 +89,7 @@ class HttpPostTest {
         c.close();
     }
 
-    /** /status/N answers N; /slow answers 200 only when the test ends. */
+    /** /status/N answers N (with ?retry-after=V, a Retry-After header); /slow answers 200 only when the test ends. */
     private void answer(HttpExchange exchange) throws IOException {
         String path = exchange.getRequestURI().getPath();
         received.add(new Received(path, exchange.getRequestHeaders().getFirst("Idempotency-Key"),
@@ -100,6 +103,13 @@ class HttpPostTest {
             }
         }
         int status = path.startsWith("/status/") ? Integer.parseInt(path.substring("/status/".length())) : 200;
+        String query = exchange.getRequestURI().getQuery();
+        if (query != null && query.startsWith("retry-after=")) {
+            String retryAfter = query.substring("retry-after=".length());
+            exchange.getResponseHeaders().set("Retry-After", retryAfter.equals("in-an-hour")
+                    ? DateTimeFormatter.RFC_1123_DATE_TIME.format(ZonedDateTime.now(ZoneOffset.UTC).plusHours(1))
+                    : retryAfter);
+        }
         byte[] body = ("answer " + status).getBytes(StandardCharsets.UTF_8);
         exchange.sendResponseHeaders(status, body.length);
         exchange.getResponseBody().write(body);
@@ -166,6 +176,59 @@ class HttpPostTest {
         assertThat(task).containsEntry("attempt", 1);
         assertThat((String) task.get("last_error")).startsWith("POST " + url("/status/" + status) + " answered " + status);
         assertThat(requestsTo("/status/" + status)).hasSize(1);
+    }
+
+    /** The task queued again after its first attempt failed: how long after that attempt started it runs again. */
+    private Duration nextAttemptAfterFirst(long id) throws SQLException {
+        await().atMost(Duration.ofSeconds(20)).pollInterval(Duration.ofMillis(20))
+                .until(() -> Sql.count(c, "SELECT count(*) FROM tasktable.task WHERE id = ? AND state = 'queued' AND attempt = 1", id) == 1);
+        double seconds = ((Number) Sql.value(c, "SELECT date_part('epoch', run_at - started_at) FROM tasktable.task WHERE id = ?", id))
+                .doubleValue();
+        return Duration.ofMillis(Math.round(seconds * 1000));
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {429, 503})
+    void a_retry_after_in_seconds_puts_the_next_attempt_that_far_ahead(int status) throws Exception {
+        long id = post(url("/status/" + status + "?retry-after=3"), "");
+
+        // the queue's own backoff is 10 ms here
+        assertThat(nextAttemptAfterFirst(id)).isBetween(Duration.ofSeconds(3), Duration.ofSeconds(4));
+        assertThat((String) Sql.task(c, id).get("last_error")).startsWith("POST " + url("/status/" + status) + "?retry-after=3 answered " + status);
+    }
+
+    @Test
+    void a_retry_after_date_puts_the_next_attempt_at_that_date() throws Exception {
+        long id = post(url("/status/503?retry-after=in-an-hour"), "");
+
+        assertThat(nextAttemptAfterFirst(id)).isBetween(Duration.ofMinutes(59), Duration.ofMinutes(61));
+    }
+
+    @Test
+    void a_retry_after_beyond_a_day_is_cut_to_a_day() throws Exception {
+        long id = post(url("/status/429?retry-after=99999999999"), "");
+
+        assertThat(nextAttemptAfterFirst(id)).isBetween(HttpPost.MAX_RETRY_AFTER.minusSeconds(5), HttpPost.MAX_RETRY_AFTER.plusSeconds(5));
+    }
+
+    @Test
+    void an_unreadable_retry_after_leaves_the_queues_backoff() throws Exception {
+        Sql.update(c, "UPDATE tasktable.queue SET backoff_base = '1 minute', backoff_cap = '1 minute', backoff_jitter = 0");
+        long id = post(url("/status/503?retry-after=soon"), "");
+
+        assertThat(nextAttemptAfterFirst(id)).isBetween(Duration.ofMinutes(1), Duration.ofSeconds(61));
+    }
+
+    @Test
+    void retry_after_reads_seconds_and_http_dates() {
+        assertThat(HttpPost.retryAfter("120")).contains(Duration.ofSeconds(120));
+        assertThat(HttpPost.retryAfter(" 0 ")).contains(Duration.ZERO);
+        assertThat(HttpPost.retryAfter("Wed, 21 Oct 2015 07:28:00 GMT")).contains(Duration.ZERO); // past: at once
+        assertThat(HttpPost.retryAfter("99999999999")).contains(HttpPost.MAX_RETRY_AFTER);
+        assertThat(HttpPost.retryAfter("-5")).isEmpty();
+        assertThat(HttpPost.retryAfter("1.5")).isEmpty();
+        assertThat(HttpPost.retryAfter("")).isEmpty();
+        assertThat(HttpPost.retryAfter("tomorrow")).isEmpty();
     }
 
     @Test
