@@ -51,7 +51,8 @@ class WorkerRolesTest {
                 .map(DocsExamplesTest.Block::text)
                 .filter(text -> text.contains("CREATE ROLE tasktable_worker"))
                 .findFirst().orElseThrow(() -> new AssertionError("docs/dba-guide.md has no block creating tasktable_worker"));
-        List<String> groups = List.of("tasktable_producer", "tasktable_worker", "tasktable_admin");
+        List<String> roles = List.of(producer, worker, "tasktable_producer" + suffix, "tasktable_worker" + suffix,
+                "tasktable_admin" + suffix);
 
         try (Connection c = owner.dataSource("tasktable-roles-test").getConnection()) {
             try {
@@ -66,7 +67,7 @@ class WorkerRolesTest {
                 runAsTheGuidesRoles(c, login(owner, producer), login(owner, worker));
             } finally {
                 try (Statement s = c.createStatement()) {
-                    for (String role : List.of(producer, worker, groups.get(0) + suffix, groups.get(1) + suffix, groups.get(2) + suffix)) {
+                    for (String role : roles) {
                         if (Sql.count(c, "SELECT count(*) FROM pg_roles WHERE rolname = ?", role) > 0) {
                             s.execute("DROP OWNED BY " + role);
                             s.execute("DROP ROLE " + role);
