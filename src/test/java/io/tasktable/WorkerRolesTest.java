@@ -47,20 +47,23 @@ class WorkerRolesTest {
         String worker = "tasktable_roles_worker" + suffix;
         DatabaseUrl owner = db.createEmptyDatabase();
         Migrations.migrate(owner.dataSource("tasktable-roles-test"));
-        String guide = DocsExamplesTest.sqlBlocks("docs/dba-guide.md", Files.readString(Path.of("docs", "dba-guide.md"))).stream()
-                .map(DocsExamplesTest.Block::text)
+        String guide = DocsExamplesTest.sqlBlocks("docs/dba-guide.md", Files.readString(Path.of("docs", "dba-guide.md")))
+                .stream().map(DocsExamplesTest.Block::text)
                 .filter(text -> text.contains("CREATE ROLE tasktable_worker"))
-                .findFirst().orElseThrow(() -> new AssertionError("docs/dba-guide.md has no block creating tasktable_worker"));
+                .findFirst().orElseThrow(() -> new AssertionError("docs/dba-guide.md: no block creates tasktable_worker"));
         List<String> roles = List.of(producer, worker, "tasktable_producer" + suffix, "tasktable_worker" + suffix,
                 "tasktable_admin" + suffix);
 
         try (Connection c = owner.dataSource("tasktable-roles-test").getConnection()) {
             try {
-                for (String statement : DocsExamplesTest.statements(guide.replaceAll("\\b(tasktable_(producer|worker|admin))\\b", "$1" + suffix))) {
+                String renamed = guide.replaceAll("\\b(tasktable_(producer|worker|admin))\\b", "$1" + suffix);
+                for (String statement : DocsExamplesTest.statements(renamed)) {
                     Sql.update(c, statement);
                 }
-                Sql.update(c, "CREATE ROLE " + producer + " LOGIN PASSWORD '" + PASSWORD + "' IN ROLE tasktable_producer" + suffix);
-                Sql.update(c, "CREATE ROLE " + worker + " LOGIN PASSWORD '" + PASSWORD + "' IN ROLE tasktable_worker" + suffix);
+                Sql.update(c, "CREATE ROLE " + producer + " LOGIN PASSWORD '" + PASSWORD + "' IN ROLE tasktable_producer"
+                        + suffix);
+                Sql.update(c, "CREATE ROLE " + worker + " LOGIN PASSWORD '" + PASSWORD + "' IN ROLE tasktable_worker"
+                        + suffix);
                 Workers.fastBackoff(c);
                 // kept a second, so that prune (under the worker's role) has them to delete
                 Sql.update(c, "UPDATE tasktable.queue SET retention = '1 second'");
@@ -82,17 +85,21 @@ class WorkerRolesTest {
         return new DatabaseUrl(url.host(), url.port(), url.database(), role, PASSWORD, url.params());
     }
 
-    private static void runAsTheGuidesRoles(Connection owner, DatabaseUrl producerUrl, DatabaseUrl workerUrl) throws SQLException {
+    private static void runAsTheGuidesRoles(Connection owner, DatabaseUrl producerUrl, DatabaseUrl workerUrl)
+            throws SQLException {
         try (ConnectionPool producerPool = ConnectionPool.open(producerUrl, "tasktable-roles-producer", 2);
-             ConnectionPool workerPool = ConnectionPool.open(workerUrl, "tasktable-roles-worker", ConnectionPool.DEFAULT_SIZE)) {
+             ConnectionPool workerPool = ConnectionPool.open(workerUrl, "tasktable-roles-worker",
+                     ConnectionPool.DEFAULT_SIZE)) {
             TaskClient client = new TaskClient(producerPool.dataSource());
             // a task whose worker vanished: claimed with a one-second lease by a worker that never reports
             long abandoned = client.enqueue(NewTask.of("noop", "{}"));
-            assertThat(Sql.count(owner, "SELECT count(*) FROM tasktable.claim_tasks(1, 'vanished', NULL, interval '1 second')")).isEqualTo(1);
+            assertThat(Sql.count(owner,
+                    "SELECT count(*) FROM tasktable.claim_tasks(1, 'vanished', NULL, interval '1 second')")).isEqualTo(1);
             client.enqueueAll(IntStream.range(0, 50).mapToObj(i -> NewTask.of("noop", "{\"i\": " + i + "}")).toList());
 
             try (Connection asWorker = workerPool.dataSource().getConnection()) {
-                assertThat(Sql.value(asWorker, Maintenance.MAY_VACUUM_SQL)).as("the worker role may vacuum live_task").isEqualTo(false);
+                assertThat(Sql.value(asWorker, Maintenance.MAY_VACUUM_SQL)).as("the worker role may vacuum live_task")
+                        .isEqualTo(false);
             }
             Map<Long, Integer> attempts = new ConcurrentHashMap<>();
             AtomicInteger completed = new AtomicInteger();
@@ -112,10 +119,11 @@ class WorkerRolesTest {
                 attempts.put(task.id(), task.attempt());
                 return TaskResult.success();
             }), FAST.withVacuumThreshold(1).withPruneInterval(Duration.ofMillis(100)), counting)) {
-                // the 51 completed (complete_tasks), the abandoned one first rescued (rescue_expired_tasks, fail_tasks),
-                // then all of them pruned (prune_tasks) a second after they finished: every call as the worker's role
-                await("51 tasks completed (one of them rescued first) and pruned, by the worker role").atMost(Duration.ofSeconds(30))
-                        .pollInterval(Duration.ofMillis(50)).until(() ->
+                // the 51 completed (complete_tasks), the abandoned one first rescued (rescue_expired_tasks,
+                // fail_tasks), then all of them pruned (prune_tasks) a second after they finished: every call as the
+                // worker's role
+                await("51 tasks completed (one of them rescued first) and pruned, by the worker role")
+                        .atMost(Duration.ofSeconds(30)).pollInterval(Duration.ofMillis(50)).until(() ->
                         completed.get() == 51 && Sql.count(owner, "SELECT count(*) FROM tasktable.task") == 0);
             }
             assertThat(rescued).hasValue(1);

@@ -105,12 +105,16 @@ final class HttpPost implements TaskHandler {
             delay = text.length() > 9 ? MAX_RETRY_AFTER : Duration.ofSeconds(Long.parseLong(text));
         } else {
             try {
-                delay = Duration.between(Instant.now(), ZonedDateTime.parse(text, DateTimeFormatter.RFC_1123_DATE_TIME));
+                ZonedDateTime at = ZonedDateTime.parse(text, DateTimeFormatter.RFC_1123_DATE_TIME);
+                delay = Duration.between(Instant.now(), at);
             } catch (DateTimeParseException e) {
                 return Optional.empty();
             }
         }
-        return Optional.of(delay.isNegative() ? Duration.ZERO : delay.compareTo(MAX_RETRY_AFTER) > 0 ? MAX_RETRY_AFTER : delay);
+        if (delay.isNegative()) {
+            return Optional.of(Duration.ZERO);
+        }
+        return Optional.of(delay.compareTo(MAX_RETRY_AFTER) > 0 ? MAX_RETRY_AFTER : delay);
     }
 
     /** The same for every attempt of a task. */

@@ -180,10 +180,10 @@ class HttpPostTest {
 
     /** The task queued again after its first attempt failed: how long after that attempt started it runs again. */
     private Duration nextAttemptAfterFirst(long id) throws SQLException {
-        await().atMost(Duration.ofSeconds(20)).pollInterval(Duration.ofMillis(20))
-                .until(() -> Sql.count(c, "SELECT count(*) FROM tasktable.task WHERE id = ? AND state = 'queued' AND attempt = 1", id) == 1);
-        double seconds = ((Number) Sql.value(c, "SELECT date_part('epoch', run_at - started_at) FROM tasktable.task WHERE id = ?", id))
-                .doubleValue();
+        await().atMost(Duration.ofSeconds(20)).pollInterval(Duration.ofMillis(20)).until(() -> Sql.count(c,
+                "SELECT count(*) FROM tasktable.task WHERE id = ? AND state = 'queued' AND attempt = 1", id) == 1);
+        double seconds = ((Number) Sql.value(c,
+                "SELECT date_part('epoch', run_at - started_at) FROM tasktable.task WHERE id = ?", id)).doubleValue();
         return Duration.ofMillis(Math.round(seconds * 1000));
     }
 
@@ -192,9 +192,10 @@ class HttpPostTest {
     void a_retry_after_in_seconds_puts_the_next_attempt_that_far_ahead(int status) throws Exception {
         long id = post(url("/status/" + status + "?retry-after=3"), "");
 
-        // the queue's own backoff is 10 ms here
-        assertThat(nextAttemptAfterFirst(id)).isBetween(Duration.ofSeconds(3), Duration.ofSeconds(4));
-        assertThat((String) Sql.task(c, id).get("last_error")).startsWith("POST " + url("/status/" + status) + "?retry-after=3 answered " + status);
+        // the queue's own backoff is 10 ms here; the attempt itself took milliseconds
+        assertThat(nextAttemptAfterFirst(id)).isBetween(Duration.ofSeconds(3), Duration.ofSeconds(5));
+        assertThat((String) Sql.task(c, id).get("last_error"))
+                .startsWith("POST " + url("/status/" + status) + "?retry-after=3 answered " + status);
     }
 
     @Test
@@ -208,15 +209,17 @@ class HttpPostTest {
     void a_retry_after_beyond_a_day_is_cut_to_a_day() throws Exception {
         long id = post(url("/status/429?retry-after=99999999999"), "");
 
-        assertThat(nextAttemptAfterFirst(id)).isBetween(HttpPost.MAX_RETRY_AFTER.minusSeconds(5), HttpPost.MAX_RETRY_AFTER.plusSeconds(5));
+        assertThat(nextAttemptAfterFirst(id))
+                .isBetween(HttpPost.MAX_RETRY_AFTER.minusSeconds(5), HttpPost.MAX_RETRY_AFTER.plusSeconds(5));
     }
 
     @Test
     void an_unreadable_retry_after_leaves_the_queues_backoff() throws Exception {
-        Sql.update(c, "UPDATE tasktable.queue SET backoff_base = '1 minute', backoff_cap = '1 minute', backoff_jitter = 0");
+        Sql.update(c, "UPDATE tasktable.queue SET backoff_base = '1 minute', backoff_cap = '1 minute', "
+                + "backoff_jitter = 0");
         long id = post(url("/status/503?retry-after=soon"), "");
 
-        assertThat(nextAttemptAfterFirst(id)).isBetween(Duration.ofMinutes(1), Duration.ofSeconds(61));
+        assertThat(nextAttemptAfterFirst(id)).isBetween(Duration.ofMinutes(1), Duration.ofSeconds(62));
     }
 
     @Test
