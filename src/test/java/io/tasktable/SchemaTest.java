@@ -2,10 +2,12 @@ package io.tasktable;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.assertj.core.api.Assertions.tuple;
 
 import java.sql.Array;
 import java.sql.Connection;
 import java.sql.SQLException;
+import java.sql.Statement;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ExecutorService;
@@ -13,10 +15,14 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.stream.Collectors;
 
+import javax.sql.DataSource;
+
 import com.fasterxml.jackson.databind.JsonNode;
+import org.flywaydb.core.Flyway;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
 
+import io.tasktable.testing.MigrationFiles;
 import io.tasktable.testing.Sql;
 import io.tasktable.testing.TestDatabase;
 
@@ -393,6 +399,89 @@ class SchemaTest {
             return result;
         } finally {
             c.setAutoCommit(true);
+        }
+    }
+
+    /**
+     * Migration V17 builds live_task again, its columns in a new order. On an installation at V16 with tasks queued,
+     * running, retried and finished, under the DBA guide's roles, the upgrade keeps every task as it was, the ids go on
+     * where they were, the grants and comments stay, and the functions go on with the tasks it moved: the one running
+     * completes at its attempt, the dedup key still holds, the claim takes the queued ones in order.
+     */
+    @Test
+    void upgrading_to_v17_rebuilds_live_task_keeping_its_tasks_ids_grants_and_comments() throws Exception {
+        String suffix = "_v17_" + ProcessHandle.current().pid();
+        DataSource v16 = db.createEmptyDatabase().dataSource("tasktable-schema-test");
+        Flyway.configure().configuration(Migrations.flyway(v16).getConfiguration()).target("16").load().migrate();
+        List<String> roles = List.of("tasktable_producer" + suffix, "tasktable_worker" + suffix, "tasktable_admin" + suffix);
+        try (Connection c = v16.getConnection()) {
+            try {
+                for (String statement : WorkerRolesTest.guideRoles(suffix)) {
+                    Sql.update(c, statement);
+                }
+                long low = (Long) Sql.value(c, "SELECT tasktable.enqueue_task('low', '{\"n\": 1}', max_attempts => 3)");
+                long high = (Long) Sql.value(c, "SELECT tasktable.enqueue_task('high', '[1, 2]', priority => 7, "
+                        + "dedup_key => 'once')");
+                Sql.value(c, "SELECT tasktable.enqueue_task('later', '{}', run_at => now() + interval '1 hour')");
+                long running = (Long) Sql.value(c, "SELECT id FROM tasktable.claim_tasks(1, 'before', ARRAY['default'])");
+                long done = (Long) Sql.value(c, "SELECT tasktable.enqueue_task('done', '{}', priority => 9)");
+                assertThat(Sql.value(c, "SELECT id FROM tasktable.claim_tasks(1, 'before')")).isEqualTo(done);
+                Sql.value(c, "SELECT tasktable.complete_task(?, 1, '{\"ok\": true}')", done);
+                long retried = (Long) Sql.value(c, "SELECT tasktable.enqueue_task('retried', '{}', priority => 8)");
+                assertThat(Sql.value(c, "SELECT id FROM tasktable.claim_tasks(1, 'before')")).isEqualTo(retried);
+                Sql.value(c, "SELECT tasktable.fail_task(?, 1, 'boom', retry_at => now() + interval '1 hour')", retried);
+                assertThat(running).isEqualTo(high);
+
+                String tasks = "SELECT * FROM tasktable.task ORDER BY id";
+                String grants = "SELECT c.relname, a.grantee::regrole::text AS grantee, a.privilege_type, a.is_grantable "
+                        + "FROM pg_class c, aclexplode(c.relacl) a "
+                        + "WHERE c.oid IN ('tasktable.live_task'::regclass, 'tasktable.task_id_seq'::regclass) ORDER BY 1, 2, 3";
+                String comments = "SELECT a.attname, col_description(a.attrelid, a.attnum) AS comment, "
+                        + "obj_description(a.attrelid, 'pg_class') AS table_comment "
+                        + "FROM pg_attribute a WHERE a.attrelid = 'tasktable.live_task'::regclass AND a.attnum > 0 ORDER BY 1";
+                List<Map<String, Object>> tasksBefore = Sql.rows(c, tasks);
+                List<Map<String, Object>> grantsBefore = Sql.rows(c, grants);
+                List<Map<String, Object>> commentsBefore = Sql.rows(c, comments);
+                assertThat(grantsBefore).extracting(g -> g.get("grantee"))
+                        .contains("tasktable_producer" + suffix, "tasktable_worker" + suffix);
+                assertThat(commentsBefore).extracting(g -> g.get("comment")).contains("Higher runs first (-1000..1000).");
+
+                assertThat(Migrations.migrate(v16)).isEqualTo(MigrationFiles.count() - 16);
+
+                assertThat(Sql.value(c, "SELECT string_agg(attname, ', ' ORDER BY attnum) FROM pg_attribute "
+                        + "WHERE attrelid = 'tasktable.live_task'::regclass AND attnum > 0 AND NOT attisdropped"))
+                        .isEqualTo("id, run_at, created_at, priority, attempt, state, lease_expires_at, started_at, queue, "
+                                + "kind, payload, max_attempts, dedup_key, worker, last_error, result, finished_at");
+                assertThat(Sql.value(c, "SELECT to_regclass('tasktable.live_task_v16')")).isNull();
+                assertThat(Sql.rows(c, tasks)).isEqualTo(tasksBefore);
+                assertThat(Sql.rows(c, grants)).isEqualTo(grantsBefore);
+                assertThat(Sql.rows(c, comments)).isEqualTo(commentsBefore);
+
+                long next = (Long) Sql.value(c, "SELECT tasktable.enqueue_task('after', '{}')");
+                assertThat(next).isEqualTo(retried + 1);
+                assertThat(Sql.value(c, "SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d "
+                        + "WHERE d.adrelid = 'tasktable.finished_task'::regclass AND d.adnum = 1"))
+                        .isEqualTo("nextval('tasktable.task_id_seq'::regclass)");
+                assertThat(Sql.value(c, "SELECT tasktable.enqueue_task('high again', '{}', dedup_key => 'once')"))
+                        .isEqualTo(high);
+                assertThat(Sql.value(c, "SELECT tasktable.complete_task(?, 1)", running)).isEqualTo(true);
+                assertThat(Sql.rows(c, "SELECT id, kind, payload::text AS payload, attempt, worker "
+                        + "FROM tasktable.claim_tasks(10, 'after')"))
+                        .extracting(r -> r.get("id"), r -> r.get("kind"), r -> r.get("payload"), r -> r.get("attempt"),
+                                r -> r.get("worker"))
+                        .containsExactly(tuple(low, "low", "{\"n\": 1}", 1, "after"), tuple(next, "after", "{}", 1, "after"));
+                assertThat(Sql.value(c, "SELECT worker || ' ' || state FROM tasktable.task WHERE id = ?", running))
+                        .isEqualTo("before succeeded");
+            } finally {
+                try (Statement s = c.createStatement()) {
+                    for (String role : roles) {
+                        if (Sql.count(c, "SELECT count(*) FROM pg_roles WHERE rolname = ?", role) > 0) {
+                            s.execute("DROP OWNED BY " + role);
+                            s.execute("DROP ROLE " + role);
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -4,6 +4,7 @@ import static io.tasktable.testing.Workers.FAST;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
+import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.sql.Connection;
@@ -47,17 +48,12 @@ class WorkerRolesTest {
         String worker = "tasktable_roles_worker" + suffix;
         DatabaseUrl owner = db.createEmptyDatabase();
         Migrations.migrate(owner.dataSource("tasktable-roles-test"));
-        String guide = DocsExamplesTest.sqlBlocks("docs/dba-guide.md", Files.readString(Path.of("docs", "dba-guide.md")))
-                .stream().map(DocsExamplesTest.Block::text)
-                .filter(text -> text.contains("CREATE ROLE tasktable_worker"))
-                .findFirst().orElseThrow(() -> new AssertionError("docs/dba-guide.md: no block creates tasktable_worker"));
         List<String> roles = List.of(producer, worker, "tasktable_producer" + suffix, "tasktable_worker" + suffix,
                 "tasktable_admin" + suffix);
 
         try (Connection c = owner.dataSource("tasktable-roles-test").getConnection()) {
             try {
-                String renamed = guide.replaceAll("\\b(tasktable_(producer|worker|admin))\\b", "$1" + suffix);
-                for (String statement : DocsExamplesTest.statements(renamed)) {
+                for (String statement : guideRoles(suffix)) {
                     Sql.update(c, statement);
                 }
                 Sql.update(c, "CREATE ROLE " + producer + " LOGIN PASSWORD '" + PASSWORD + "' IN ROLE tasktable_producer"
@@ -79,6 +75,18 @@ class WorkerRolesTest {
                 }
             }
         }
+    }
+
+    /**
+     * The statements of docs/dba-guide.md's roles block, as written but for the group roles' names, which end in
+     * {@code suffix} (roles are cluster-wide: each run names its own).
+     */
+    static List<String> guideRoles(String suffix) throws IOException {
+        String guide = DocsExamplesTest.sqlBlocks("docs/dba-guide.md", Files.readString(Path.of("docs", "dba-guide.md")))
+                .stream().map(DocsExamplesTest.Block::text)
+                .filter(text -> text.contains("CREATE ROLE tasktable_worker"))
+                .findFirst().orElseThrow(() -> new AssertionError("docs/dba-guide.md: no block creates tasktable_worker"));
+        return DocsExamplesTest.statements(guide.replaceAll("\\b(tasktable_(producer|worker|admin))\\b", "$1" + suffix));
     }
 
     private static DatabaseUrl login(DatabaseUrl url, String role) {

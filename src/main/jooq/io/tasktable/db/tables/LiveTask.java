@@ -66,6 +66,43 @@ public class LiveTask extends TableImpl<LiveTaskRecord> {
     public final TableField<LiveTaskRecord, Long> ID = createField(DSL.name("id"), SQLDataType.BIGINT.nullable(false).generatedAlwaysAsIdentity(), this, "");
 
     /**
+     * The column <code>tasktable.live_task.run_at</code>.
+     */
+    public final TableField<LiveTaskRecord, OffsetDateTime> RUN_AT = createField(DSL.name("run_at"), SQLDataType.TIMESTAMPWITHTIMEZONE(6).nullable(false).defaultValue(DSL.field(DSL.raw("now()"), SQLDataType.TIMESTAMPWITHTIMEZONE)), this, "");
+
+    /**
+     * The column <code>tasktable.live_task.created_at</code>.
+     */
+    public final TableField<LiveTaskRecord, OffsetDateTime> CREATED_AT = createField(DSL.name("created_at"), SQLDataType.TIMESTAMPWITHTIMEZONE(6).nullable(false).defaultValue(DSL.field(DSL.raw("now()"), SQLDataType.TIMESTAMPWITHTIMEZONE)), this, "");
+
+    /**
+     * The column <code>tasktable.live_task.priority</code>. Higher runs first
+     * (-1000..1000).
+     */
+    public final TableField<LiveTaskRecord, Integer> PRIORITY = createField(DSL.name("priority"), SQLDataType.INTEGER.nullable(false).defaultValue(DSL.field(DSL.raw("0"), SQLDataType.INTEGER)), this, "Higher runs first (-1000..1000).");
+
+    /**
+     * The column <code>tasktable.live_task.attempt</code>. Number of times the
+     * task was claimed; also the fencing token a worker passes back.
+     */
+    public final TableField<LiveTaskRecord, Integer> ATTEMPT = createField(DSL.name("attempt"), SQLDataType.INTEGER.nullable(false).defaultValue(DSL.field(DSL.raw("0"), SQLDataType.INTEGER)), this, "Number of times the task was claimed; also the fencing token a worker passes back.");
+
+    /**
+     * The column <code>tasktable.live_task.state</code>.
+     */
+    public final TableField<LiveTaskRecord, TaskState> STATE = createField(DSL.name("state"), SQLDataType.VARCHAR.nullable(false).defaultValue(DSL.field(DSL.raw("'queued'::tasktable.task_state"), SQLDataType.VARCHAR)).asEnumDataType(TaskState.class), this, "");
+
+    /**
+     * The column <code>tasktable.live_task.lease_expires_at</code>.
+     */
+    public final TableField<LiveTaskRecord, OffsetDateTime> LEASE_EXPIRES_AT = createField(DSL.name("lease_expires_at"), SQLDataType.TIMESTAMPWITHTIMEZONE(6), this, "");
+
+    /**
+     * The column <code>tasktable.live_task.started_at</code>.
+     */
+    public final TableField<LiveTaskRecord, OffsetDateTime> STARTED_AT = createField(DSL.name("started_at"), SQLDataType.TIMESTAMPWITHTIMEZONE(6), this, "");
+
+    /**
      * The column <code>tasktable.live_task.queue</code>.
      */
     public final TableField<LiveTaskRecord, String> QUEUE = createField(DSL.name("queue"), SQLDataType.CLOB.nullable(false), this, "");
@@ -79,28 +116,6 @@ public class LiveTask extends TableImpl<LiveTaskRecord> {
      * The column <code>tasktable.live_task.payload</code>.
      */
     public final TableField<LiveTaskRecord, JSONB> PAYLOAD = createField(DSL.name("payload"), SQLDataType.JSONB.nullable(false).defaultValue(DSL.field(DSL.raw("'{}'::jsonb"), SQLDataType.JSONB)), this, "");
-
-    /**
-     * The column <code>tasktable.live_task.state</code>.
-     */
-    public final TableField<LiveTaskRecord, TaskState> STATE = createField(DSL.name("state"), SQLDataType.VARCHAR.nullable(false).defaultValue(DSL.field(DSL.raw("'queued'::tasktable.task_state"), SQLDataType.VARCHAR)).asEnumDataType(TaskState.class), this, "");
-
-    /**
-     * The column <code>tasktable.live_task.priority</code>. Higher runs first
-     * (-1000..1000).
-     */
-    public final TableField<LiveTaskRecord, Integer> PRIORITY = createField(DSL.name("priority"), SQLDataType.INTEGER.nullable(false).defaultValue(DSL.field(DSL.raw("0"), SQLDataType.INTEGER)), this, "Higher runs first (-1000..1000).");
-
-    /**
-     * The column <code>tasktable.live_task.run_at</code>.
-     */
-    public final TableField<LiveTaskRecord, OffsetDateTime> RUN_AT = createField(DSL.name("run_at"), SQLDataType.TIMESTAMPWITHTIMEZONE(6).nullable(false).defaultValue(DSL.field(DSL.raw("now()"), SQLDataType.TIMESTAMPWITHTIMEZONE)), this, "");
-
-    /**
-     * The column <code>tasktable.live_task.attempt</code>. Number of times the
-     * task was claimed; also the fencing token a worker passes back.
-     */
-    public final TableField<LiveTaskRecord, Integer> ATTEMPT = createField(DSL.name("attempt"), SQLDataType.INTEGER.nullable(false).defaultValue(DSL.field(DSL.raw("0"), SQLDataType.INTEGER)), this, "Number of times the task was claimed; also the fencing token a worker passes back.");
 
     /**
      * The column <code>tasktable.live_task.max_attempts</code>. NULL: follow
@@ -121,11 +136,6 @@ public class LiveTask extends TableImpl<LiveTaskRecord> {
     public final TableField<LiveTaskRecord, String> WORKER = createField(DSL.name("worker"), SQLDataType.CLOB, this, "The worker that claimed the task last.");
 
     /**
-     * The column <code>tasktable.live_task.lease_expires_at</code>.
-     */
-    public final TableField<LiveTaskRecord, OffsetDateTime> LEASE_EXPIRES_AT = createField(DSL.name("lease_expires_at"), SQLDataType.TIMESTAMPWITHTIMEZONE(6), this, "");
-
-    /**
      * The column <code>tasktable.live_task.last_error</code>.
      */
     public final TableField<LiveTaskRecord, String> LAST_ERROR = createField(DSL.name("last_error"), SQLDataType.CLOB, this, "");
@@ -134,16 +144,6 @@ public class LiveTask extends TableImpl<LiveTaskRecord> {
      * The column <code>tasktable.live_task.result</code>.
      */
     public final TableField<LiveTaskRecord, JSONB> RESULT = createField(DSL.name("result"), SQLDataType.JSONB, this, "");
-
-    /**
-     * The column <code>tasktable.live_task.created_at</code>.
-     */
-    public final TableField<LiveTaskRecord, OffsetDateTime> CREATED_AT = createField(DSL.name("created_at"), SQLDataType.TIMESTAMPWITHTIMEZONE(6).nullable(false).defaultValue(DSL.field(DSL.raw("now()"), SQLDataType.TIMESTAMPWITHTIMEZONE)), this, "");
-
-    /**
-     * The column <code>tasktable.live_task.started_at</code>.
-     */
-    public final TableField<LiveTaskRecord, OffsetDateTime> STARTED_AT = createField(DSL.name("started_at"), SQLDataType.TIMESTAMPWITHTIMEZONE(6), this, "");
 
     /**
      * The column <code>tasktable.live_task.finished_at</code>.

@@ -38,59 +38,31 @@ public class LiveTaskRecord extends UpdatableRecordImpl<LiveTaskRecord> {
     }
 
     /**
-     * Setter for <code>tasktable.live_task.queue</code>.
+     * Setter for <code>tasktable.live_task.run_at</code>.
      */
-    public void setQueue(String value) {
+    public void setRunAt(OffsetDateTime value) {
         set(1, value);
     }
 
     /**
-     * Getter for <code>tasktable.live_task.queue</code>.
+     * Getter for <code>tasktable.live_task.run_at</code>.
      */
-    public String getQueue() {
-        return (String) get(1);
+    public OffsetDateTime getRunAt() {
+        return (OffsetDateTime) get(1);
     }
 
     /**
-     * Setter for <code>tasktable.live_task.kind</code>.
+     * Setter for <code>tasktable.live_task.created_at</code>.
      */
-    public void setKind(String value) {
+    public void setCreatedAt(OffsetDateTime value) {
         set(2, value);
     }
 
     /**
-     * Getter for <code>tasktable.live_task.kind</code>.
+     * Getter for <code>tasktable.live_task.created_at</code>.
      */
-    public String getKind() {
-        return (String) get(2);
-    }
-
-    /**
-     * Setter for <code>tasktable.live_task.payload</code>.
-     */
-    public void setPayload(JSONB value) {
-        set(3, value);
-    }
-
-    /**
-     * Getter for <code>tasktable.live_task.payload</code>.
-     */
-    public JSONB getPayload() {
-        return (JSONB) get(3);
-    }
-
-    /**
-     * Setter for <code>tasktable.live_task.state</code>.
-     */
-    public void setState(TaskState value) {
-        set(4, value);
-    }
-
-    /**
-     * Getter for <code>tasktable.live_task.state</code>.
-     */
-    public TaskState getState() {
-        return (TaskState) get(4);
+    public OffsetDateTime getCreatedAt() {
+        return (OffsetDateTime) get(2);
     }
 
     /**
@@ -98,7 +70,7 @@ public class LiveTaskRecord extends UpdatableRecordImpl<LiveTaskRecord> {
      * (-1000..1000).
      */
     public void setPriority(Integer value) {
-        set(5, value);
+        set(3, value);
     }
 
     /**
@@ -106,21 +78,7 @@ public class LiveTaskRecord extends UpdatableRecordImpl<LiveTaskRecord> {
      * (-1000..1000).
      */
     public Integer getPriority() {
-        return (Integer) get(5);
-    }
-
-    /**
-     * Setter for <code>tasktable.live_task.run_at</code>.
-     */
-    public void setRunAt(OffsetDateTime value) {
-        set(6, value);
-    }
-
-    /**
-     * Getter for <code>tasktable.live_task.run_at</code>.
-     */
-    public OffsetDateTime getRunAt() {
-        return (OffsetDateTime) get(6);
+        return (Integer) get(3);
     }
 
     /**
@@ -128,7 +86,7 @@ public class LiveTaskRecord extends UpdatableRecordImpl<LiveTaskRecord> {
      * task was claimed; also the fencing token a worker passes back.
      */
     public void setAttempt(Integer value) {
-        set(7, value);
+        set(4, value);
     }
 
     /**
@@ -136,7 +94,91 @@ public class LiveTaskRecord extends UpdatableRecordImpl<LiveTaskRecord> {
      * task was claimed; also the fencing token a worker passes back.
      */
     public Integer getAttempt() {
-        return (Integer) get(7);
+        return (Integer) get(4);
+    }
+
+    /**
+     * Setter for <code>tasktable.live_task.state</code>.
+     */
+    public void setState(TaskState value) {
+        set(5, value);
+    }
+
+    /**
+     * Getter for <code>tasktable.live_task.state</code>.
+     */
+    public TaskState getState() {
+        return (TaskState) get(5);
+    }
+
+    /**
+     * Setter for <code>tasktable.live_task.lease_expires_at</code>.
+     */
+    public void setLeaseExpiresAt(OffsetDateTime value) {
+        set(6, value);
+    }
+
+    /**
+     * Getter for <code>tasktable.live_task.lease_expires_at</code>.
+     */
+    public OffsetDateTime getLeaseExpiresAt() {
+        return (OffsetDateTime) get(6);
+    }
+
+    /**
+     * Setter for <code>tasktable.live_task.started_at</code>.
+     */
+    public void setStartedAt(OffsetDateTime value) {
+        set(7, value);
+    }
+
+    /**
+     * Getter for <code>tasktable.live_task.started_at</code>.
+     */
+    public OffsetDateTime getStartedAt() {
+        return (OffsetDateTime) get(7);
+    }
+
+    /**
+     * Setter for <code>tasktable.live_task.queue</code>.
+     */
+    public void setQueue(String value) {
+        set(8, value);
+    }
+
+    /**
+     * Getter for <code>tasktable.live_task.queue</code>.
+     */
+    public String getQueue() {
+        return (String) get(8);
+    }
+
+    /**
+     * Setter for <code>tasktable.live_task.kind</code>.
+     */
+    public void setKind(String value) {
+        set(9, value);
+    }
+
+    /**
+     * Getter for <code>tasktable.live_task.kind</code>.
+     */
+    public String getKind() {
+        return (String) get(9);
+    }
+
+    /**
+     * Setter for <code>tasktable.live_task.payload</code>.
+     */
+    public void setPayload(JSONB value) {
+        set(10, value);
+    }
+
+    /**
+     * Getter for <code>tasktable.live_task.payload</code>.
+     */
+    public JSONB getPayload() {
+        return (JSONB) get(10);
     }
 
     /**
@@ -144,7 +186,7 @@ public class LiveTaskRecord extends UpdatableRecordImpl<LiveTaskRecord> {
      * the queue's max_attempts.
      */
     public void setMaxAttempts(Integer value) {
-        set(8, value);
+        set(11, value);
     }
 
     /**
@@ -152,7 +194,7 @@ public class LiveTaskRecord extends UpdatableRecordImpl<LiveTaskRecord> {
      * the queue's max_attempts.
      */
     public Integer getMaxAttempts() {
-        return (Integer) get(8);
+        return (Integer) get(11);
     }
 
     /**
@@ -160,7 +202,7 @@ public class LiveTaskRecord extends UpdatableRecordImpl<LiveTaskRecord> {
      * or running task per (queue, dedup_key).
      */
     public void setDedupKey(String value) {
-        set(9, value);
+        set(12, value);
     }
 
     /**
@@ -168,7 +210,7 @@ public class LiveTaskRecord extends UpdatableRecordImpl<LiveTaskRecord> {
      * or running task per (queue, dedup_key).
      */
     public String getDedupKey() {
-        return (String) get(9);
+        return (String) get(12);
     }
 
     /**
@@ -176,7 +218,7 @@ public class LiveTaskRecord extends UpdatableRecordImpl<LiveTaskRecord> {
      * claimed the task last.
      */
     public void setWorker(String value) {
-        set(10, value);
+        set(13, value);
     }
 
     /**
@@ -184,77 +226,35 @@ public class LiveTaskRecord extends UpdatableRecordImpl<LiveTaskRecord> {
      * claimed the task last.
      */
     public String getWorker() {
-        return (String) get(10);
-    }
-
-    /**
-     * Setter for <code>tasktable.live_task.lease_expires_at</code>.
-     */
-    public void setLeaseExpiresAt(OffsetDateTime value) {
-        set(11, value);
-    }
-
-    /**
-     * Getter for <code>tasktable.live_task.lease_expires_at</code>.
-     */
-    public OffsetDateTime getLeaseExpiresAt() {
-        return (OffsetDateTime) get(11);
+        return (String) get(13);
     }
 
     /**
      * Setter for <code>tasktable.live_task.last_error</code>.
      */
     public void setLastError(String value) {
-        set(12, value);
+        set(14, value);
     }
 
     /**
      * Getter for <code>tasktable.live_task.last_error</code>.
      */
     public String getLastError() {
-        return (String) get(12);
+        return (String) get(14);
     }
 
     /**
      * Setter for <code>tasktable.live_task.result</code>.
      */
     public void setResult(JSONB value) {
-        set(13, value);
+        set(15, value);
     }
 
     /**
      * Getter for <code>tasktable.live_task.result</code>.
      */
     public JSONB getResult() {
-        return (JSONB) get(13);
-    }
-
-    /**
-     * Setter for <code>tasktable.live_task.created_at</code>.
-     */
-    public void setCreatedAt(OffsetDateTime value) {
-        set(14, value);
-    }
-
-    /**
-     * Getter for <code>tasktable.live_task.created_at</code>.
-     */
-    public OffsetDateTime getCreatedAt() {
-        return (OffsetDateTime) get(14);
-    }
-
-    /**
-     * Setter for <code>tasktable.live_task.started_at</code>.
-     */
-    public void setStartedAt(OffsetDateTime value) {
-        set(15, value);
-    }
-
-    /**
-     * Getter for <code>tasktable.live_task.started_at</code>.
-     */
-    public OffsetDateTime getStartedAt() {
-        return (OffsetDateTime) get(15);
+        return (JSONB) get(15);
     }
 
     /**
@@ -294,25 +294,25 @@ public class LiveTaskRecord extends UpdatableRecordImpl<LiveTaskRecord> {
     /**
      * Create a detached, initialised LiveTaskRecord
      */
-    public LiveTaskRecord(Long id, String queue, String kind, JSONB payload, TaskState state, Integer priority, OffsetDateTime runAt, Integer attempt, Integer maxAttempts, String dedupKey, String worker, OffsetDateTime leaseExpiresAt, String lastError, JSONB result, OffsetDateTime createdAt, OffsetDateTime startedAt, OffsetDateTime finishedAt) {
+    public LiveTaskRecord(Long id, OffsetDateTime runAt, OffsetDateTime createdAt, Integer priority, Integer attempt, TaskState state, OffsetDateTime leaseExpiresAt, OffsetDateTime startedAt, String queue, String kind, JSONB payload, Integer maxAttempts, String dedupKey, String worker, String lastError, JSONB result, OffsetDateTime finishedAt) {
         super(LiveTask.LIVE_TASK);
 
         setId(id);
+        setRunAt(runAt);
+        setCreatedAt(createdAt);
+        setPriority(priority);
+        setAttempt(attempt);
+        setState(state);
+        setLeaseExpiresAt(leaseExpiresAt);
+        setStartedAt(startedAt);
         setQueue(queue);
         setKind(kind);
         setPayload(payload);
-        setState(state);
-        setPriority(priority);
-        setRunAt(runAt);
-        setAttempt(attempt);
         setMaxAttempts(maxAttempts);
         setDedupKey(dedupKey);
         setWorker(worker);
-        setLeaseExpiresAt(leaseExpiresAt);
         setLastError(lastError);
         setResult(result);
-        setCreatedAt(createdAt);
-        setStartedAt(startedAt);
         setFinishedAt(finishedAt);
         resetTouchedOnNotNull();
     }
