@@ -79,6 +79,8 @@ public final class Worker implements AutoCloseable {
      * 2,000/s did not move (p50 0.89 and 1.84 ms).
      */
     static final Duration FILL_WAIT = Duration.ofMillis(1);
+    /** Claims of this many tasks or more start them from a virtual thread: see {@link #startAll}. */
+    static final int STARTER_MIN = 16;
     /** How often blocked loops check whether the worker is closing. */
     private static final Duration STOP_CHECK = Duration.ofMillis(100);
 
@@ -257,9 +259,16 @@ public final class Worker implements AutoCloseable {
                         }
                     }
                     long now = System.nanoTime();
-                    for (Claim claim : claimed) {
-                        dispatch(claim, now);
-                        held--;
+                    int[] started = {0};
+                    try {
+                        startAll(claimed, () -> {
+                            for (Claim claim : claimed) {
+                                dispatch(claim, now);
+                                started[0]++;
+                            }
+                        });
+                    } finally {
+                        held -= started[0];
                     }
                 } catch (RuntimeException | OutOfMemoryError e) {
                     // E.g. a handler filled the heap (its memory is freed as its attempt fails). This thread must
@@ -274,6 +283,35 @@ public final class Worker implements AutoCloseable {
             }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
+        }
+    }
+
+    /**
+     * Runs {@code dispatching} (which starts a claim's tasks) on this thread for a small claim, or on a virtual thread
+     * for a claim of {@link #STARTER_MIN} tasks or more, waiting for it either way. A task's virtual thread started
+     * from a platform thread is handed to the scheduler's shared queue and wakes a parked carrier thread; started
+     * from a virtual thread it goes to its carrier's own queue, where the carriers find the next one without parking
+     * in between. bench drain 1 x 256 (claims of 128), the worker's CPU per task: item 45 of docs/performance.md.
+     */
+    private static void startAll(List<Claim> claimed, Runnable dispatching) throws InterruptedException {
+        if (claimed.size() < STARTER_MIN) {
+            dispatching.run();
+            return;
+        }
+        Throwable[] failure = {null};
+        Thread starter = Thread.ofVirtual().start(() -> {
+            try {
+                dispatching.run();
+            } catch (RuntimeException | Error e) {
+                failure[0] = e;
+            }
+        });
+        starter.join();
+        switch (failure[0]) {
+            case null -> { }
+            case RuntimeException e -> throw e;
+            case Error e -> throw e;
+            default -> throw new IllegalStateException(failure[0]);
         }
     }
 

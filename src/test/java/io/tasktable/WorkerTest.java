@@ -16,6 +16,7 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.stream.IntStream;
 import java.util.stream.Stream;
 
 import org.awaitility.core.ConditionFactory;
@@ -218,6 +219,31 @@ class WorkerTest {
         }
         assertThat(row(id)).containsEntry("attempt", 1);
         assertThat((String) row(id).get("last_error")).startsWith("io.tasktable.NonRetryableException: payload is nonsense");
+    }
+
+    /**
+     * Completions go to the database in batches, with NULL in place of the results when no task of a batch has one
+     * (item 45 of docs/performance.md): a batch mixing both keeps each task's own.
+     */
+    @Test
+    void a_batch_of_completions_keeps_each_tasks_own_result_or_none() throws SQLException {
+        List<Long> ids = client.enqueueAll(IntStream.range(0, 40)
+                .mapToObj(i -> NewTask.of("mixed", "{\"i\": " + i + "}")).toList());
+        CountDownLatch all = new CountDownLatch(ids.size());
+        TaskHandler together = (task, context) -> {
+            all.countDown();
+            all.await();
+            int i = task.payload().get("i").asInt();
+            return i % 2 == 0 ? TaskResult.success() : TaskResult.success(JsonNodeFactory.instance.objectNode().put("i", i));
+        };
+        try (Worker worker = Worker.start(pool, Map.of("mixed", together), FAST.withConcurrency(ids.size()))) {
+            eventually().until(() -> Sql.count(c, "SELECT count(*) FROM tasktable.task WHERE id = ANY (?) AND state = 'succeeded'",
+                    (Object) ids.toArray(Long[]::new)) == ids.size());
+        }
+        assertThat(Sql.rows(c, "SELECT (payload ->> 'i')::int AS i, result::text AS result FROM tasktable.task "
+                + "WHERE id = ANY (?) ORDER BY 1", (Object) ids.toArray(Long[]::new)))
+                .allSatisfy(r -> assertThat(r.get("result"))
+                        .isEqualTo((Integer) r.get("i") % 2 == 0 ? null : "{\"i\": " + r.get("i") + "}"));
     }
 
     @Test
