@@ -252,9 +252,9 @@ class SchemaTest {
     }
 
     /**
-     * live_task's payload CHECK reads the stored size before it serializes anything (V10), and still accepts every
-     * payload enqueue accepts: 200,000 zeros take 2.4 MB as jsonb but 600 KB as text. By hand, over 1 MB of text is
-     * refused as before.
+     * live_task's payload check reads the size before it serializes anything (V10; since V17 on the column's domain
+     * type), and still accepts every payload enqueue accepts: 200,000 zeros take 2.4 MB as jsonb but 600 KB as text.
+     * By hand, over 1 MB of text is refused as before.
      */
     @Test
     void the_payload_check_takes_what_enqueue_takes_and_refuses_what_it_refuses() throws SQLException {
@@ -264,7 +264,7 @@ class SchemaTest {
                     .as("stored larger than the limit").isGreaterThan(1_048_576);
             assertThat(Sql.count(c, "SELECT tasktable.enqueue_task('zeros', (SELECT jsonb_agg(0) FROM generate_series(1, 200000)))"))
                     .isPositive();
-            // the claim writes a new version of the row, and every CHECK runs again on it
+            // the claim writes a new version of the row (until V17 every CHECK of the table ran again on it)
             assertThat(Sql.count(c, "SELECT count(*) FROM tasktable.claim_tasks(1, 'w')")).isEqualTo(1);
             assertThatThrownBy(() -> Sql.update(c, "INSERT INTO tasktable.live_task (queue, kind, payload) "
                     + "VALUES ('default', 'big', jsonb_build_object('pad', repeat('x', 1100000)))"))
@@ -403,10 +403,11 @@ class SchemaTest {
     }
 
     /**
-     * Migration V17 builds live_task again, its columns in a new order. On an installation at V16 with tasks queued,
-     * running, retried and finished, under the DBA guide's roles, the upgrade keeps every task as it was, the ids go on
-     * where they were, the grants and comments stay, and the functions go on with the tasks it moved: the one running
-     * completes at its attempt, the dedup key still holds, the claim takes the queued ones in order.
+     * Migration V17 builds live_task again, its columns in a new order and its single-column checks on domain types.
+     * On an installation at V16 with tasks queued, running, retried and finished, under the DBA guide's roles, the
+     * upgrade keeps every task as it was, the ids go on where they were, the grants and comments stay, the functions
+     * go on with the tasks it moved (the one running completes at its attempt, the dedup key still holds, the claim
+     * takes the queued ones in order), and what the table's CHECKs refused is still refused.
      */
     @Test
     void upgrading_to_v17_rebuilds_live_task_keeping_its_tasks_ids_grants_and_comments() throws Exception {
@@ -472,6 +473,20 @@ class SchemaTest {
                         .containsExactly(tuple(low, "low", "{\"n\": 1}", 1, "after"), tuple(next, "after", "{}", 1, "after"));
                 assertThat(Sql.value(c, "SELECT worker || ' ' || state FROM tasktable.task WHERE id = ?", running))
                         .isEqualTo("before succeeded");
+                // the checks of kind, payload, priority, dedup_key and result, now on the columns' types, refuse as the
+                // table's CHECKs did, under the same names
+                String insert = "INSERT INTO tasktable.live_task (queue, kind, %s) VALUES ('default', 'by hand', %s)";
+                Map<String, String> refused = Map.of(
+                        "INSERT INTO tasktable.live_task (queue, kind) VALUES ('default', '')", "kind_valid",
+                        insert.formatted("payload", "'1'"), "payload_object_or_array",
+                        insert.formatted("payload", "jsonb_build_object('pad', repeat('x', 1100000))"), "payload_size_limit",
+                        insert.formatted("priority", "1001"), "priority_in_range",
+                        insert.formatted("dedup_key", "''"), "dedup_key_valid",
+                        insert.formatted("result", "jsonb_build_object('pad', repeat('x', 1100000))"), "result_size_limit");
+                refused.forEach((statement, constraint) -> assertThatThrownBy(() -> Sql.update(c, statement))
+                        .as(constraint).isInstanceOfSatisfying(SQLException.class,
+                                e -> assertThat(e.getSQLState()).isEqualTo("23514"))
+                        .hasMessageContaining(constraint));
             } finally {
                 try (Statement s = c.createStatement()) {
                     for (String role : roles) {

@@ -22,6 +22,7 @@ import java.util.List;
 
 import org.jooq.Catalog;
 import org.jooq.Configuration;
+import org.jooq.Domain;
 import org.jooq.Field;
 import org.jooq.Result;
 import org.jooq.Table;
@@ -222,6 +223,17 @@ public class Tasktable extends SchemaImpl {
     @Override
     public Catalog getCatalog() {
         return DefaultCatalog.DEFAULT_CATALOG;
+    }
+
+    @Override
+    public final List<Domain<?>> getDomains() {
+        return Arrays.asList(
+            Domains.TASK_DEDUP_KEY,
+            Domains.TASK_KIND,
+            Domains.TASK_PAYLOAD,
+            Domains.TASK_PRIORITY,
+            Domains.TASK_RESULT
+        );
     }
 
     @Override

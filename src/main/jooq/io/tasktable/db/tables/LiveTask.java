@@ -4,6 +4,7 @@
 package io.tasktable.db.tables;
 
 
+import io.tasktable.db.Domains;
 import io.tasktable.db.Indexes;
 import io.tasktable.db.Keys;
 import io.tasktable.db.Tasktable;
@@ -79,7 +80,7 @@ public class LiveTask extends TableImpl<LiveTaskRecord> {
      * The column <code>tasktable.live_task.priority</code>. Higher runs first
      * (-1000..1000).
      */
-    public final TableField<LiveTaskRecord, Integer> PRIORITY = createField(DSL.name("priority"), SQLDataType.INTEGER.nullable(false).defaultValue(DSL.field(DSL.raw("0"), SQLDataType.INTEGER)), this, "Higher runs first (-1000..1000).");
+    public final TableField<LiveTaskRecord, Integer> PRIORITY = createField(DSL.name("priority"), Domains.TASK_PRIORITY.getDataType().nullable(false).defaultValue(DSL.field(DSL.raw("0"), Domains.TASK_PRIORITY.getDataType())), this, "Higher runs first (-1000..1000).");
 
     /**
      * The column <code>tasktable.live_task.attempt</code>. Number of times the
@@ -110,12 +111,12 @@ public class LiveTask extends TableImpl<LiveTaskRecord> {
     /**
      * The column <code>tasktable.live_task.kind</code>.
      */
-    public final TableField<LiveTaskRecord, String> KIND = createField(DSL.name("kind"), SQLDataType.CLOB.nullable(false), this, "");
+    public final TableField<LiveTaskRecord, String> KIND = createField(DSL.name("kind"), Domains.TASK_KIND.getDataType().nullable(false), this, "");
 
     /**
      * The column <code>tasktable.live_task.payload</code>.
      */
-    public final TableField<LiveTaskRecord, JSONB> PAYLOAD = createField(DSL.name("payload"), SQLDataType.JSONB.nullable(false).defaultValue(DSL.field(DSL.raw("'{}'::jsonb"), SQLDataType.JSONB)), this, "");
+    public final TableField<LiveTaskRecord, JSONB> PAYLOAD = createField(DSL.name("payload"), Domains.TASK_PAYLOAD.getDataType().nullable(false).defaultValue(DSL.field(DSL.raw("'{}'::jsonb"), Domains.TASK_PAYLOAD.getDataType())), this, "");
 
     /**
      * The column <code>tasktable.live_task.max_attempts</code>. NULL: follow
@@ -127,7 +128,7 @@ public class LiveTask extends TableImpl<LiveTaskRecord> {
      * The column <code>tasktable.live_task.dedup_key</code>. At most one queued
      * or running task per (queue, dedup_key).
      */
-    public final TableField<LiveTaskRecord, String> DEDUP_KEY = createField(DSL.name("dedup_key"), SQLDataType.CLOB, this, "At most one queued or running task per (queue, dedup_key).");
+    public final TableField<LiveTaskRecord, String> DEDUP_KEY = createField(DSL.name("dedup_key"), Domains.TASK_DEDUP_KEY.getDataType(), this, "At most one queued or running task per (queue, dedup_key).");
 
     /**
      * The column <code>tasktable.live_task.worker</code>. The worker that
@@ -143,7 +144,7 @@ public class LiveTask extends TableImpl<LiveTaskRecord> {
     /**
      * The column <code>tasktable.live_task.result</code>.
      */
-    public final TableField<LiveTaskRecord, JSONB> RESULT = createField(DSL.name("result"), SQLDataType.JSONB, this, "");
+    public final TableField<LiveTaskRecord, JSONB> RESULT = createField(DSL.name("result"), Domains.TASK_RESULT.getDataType(), this, "");
 
     /**
      * The column <code>tasktable.live_task.finished_at</code>.
@@ -203,13 +204,7 @@ public class LiveTask extends TableImpl<LiveTaskRecord> {
     public List<Check<LiveTaskRecord>> getChecks() {
         return Arrays.asList(
             Internal.createCheck(this, DSL.name("attempt_within_max"), "(((attempt >= 0) AND (attempt <= max_attempts)))", true),
-            Internal.createCheck(this, DSL.name("dedup_key_valid"), "(((length(dedup_key) >= 1) AND (length(dedup_key) <= 255)))", true),
-            Internal.createCheck(this, DSL.name("kind_valid"), "(((length(kind) >= 1) AND (length(kind) <= 255)))", true),
             Internal.createCheck(this, DSL.name("live_task_state"), "(((state = ANY (ARRAY['queued'::tasktable.task_state, 'running'::tasktable.task_state])) AND (finished_at IS NULL)))", true),
-            Internal.createCheck(this, DSL.name("payload_object_or_array"), "((jsonb_typeof(payload) = ANY (ARRAY['object'::text, 'array'::text])))", true),
-            Internal.createCheck(this, DSL.name("payload_size_limit"), "(((pg_column_size(payload) <= 1048576) OR (octet_length((payload)::text) <= 1048576)))", true),
-            Internal.createCheck(this, DSL.name("priority_in_range"), "(((priority >= '-1000'::integer) AND (priority <= 1000)))", true),
-            Internal.createCheck(this, DSL.name("result_size_limit"), "((octet_length((result)::text) <= 1048576))", true),
             Internal.createCheck(this, DSL.name("running_has_lease"), "(((state = 'running'::tasktable.task_state) = (lease_expires_at IS NOT NULL)))", true)
         );
     }

@@ -1,20 +1,30 @@
--- tasktable 17: live_task's columns in the order its updates read them. Same columns, names, types, defaults,
--- constraints, indexes, grants and comments; same functions, results and errors.
+-- tasktable 17: live_task built again for cheaper updates: its columns in the order updates read them, and the
+-- checks of the columns that no update changes on those columns' types. Same columns, names, defaults, indexes,
+-- grants and comments; the same values accepted and refused; same functions, results and errors.
 --
--- PostgreSQL finds a column of a stored row by walking the row from its start, unless every column before it has a
--- fixed width and is not NULL: then the offset is known once for the table and read directly. live_task had its
--- text columns (queue, kind, payload) second to fourth, so every column read after them was found by walking: the
--- claim's UPDATE compares each indexed column of the old row with the new one (id, priority, run_at, state,
--- lease_expires_at, queue, dedup_key: 14 reads per task, to decide whether the update can be HOT), and checks the
--- table's CHECKs and NOT NULLs on the new row. Here the fixed-width columns come first (the NOT NULL ones, then the
--- two timestamps a claim sets), then the text, then the columns that are mostly NULL.
+-- Every claim is an UPDATE of live_task (and so are heartbeats, rescues, retries and snoozes), and PostgreSQL does
+-- two things on every updated row that this table made costly:
+--
+-- 1. It finds columns by walking the row from its start, unless every column before the one wanted has a fixed
+--    width and is not NULL: then the offset is known for the table and read directly. live_task had its text
+--    columns (queue, kind, payload) second to fourth, so every column after them was found by walking: to decide
+--    whether the update can be HOT, PostgreSQL compares each indexed column of the old row with the new one (id,
+--    priority, run_at, state, lease_expires_at, queue, dedup_key: 14 reads per task), and the CHECKs and NOT NULLs
+--    read the new row. Here the fixed-width columns come first (the NOT NULL ones, then the two timestamps a claim
+--    sets), then the text, then the columns that are mostly NULL.
+-- 2. It evaluates every CHECK of the table, whichever columns the UPDATE sets, and reads each CHECK's expression
+--    again for every statement. Six of live_task's nine checked only kind, payload, priority, dedup_key or result,
+--    which no update changes: they are now on domain types (tasktable.task_kind, task_payload, task_priority,
+--    task_dedup_key, task_result), checked whenever a value is written to such a column (every INSERT, and an
+--    UPDATE that sets one) and not on updates of other columns. The constraints keep their names; a value they
+--    refuse is refused with the same SQLSTATE (23514), as "value for domain ... violates check constraint ...".
+--    The three that relate columns a claim sets (attempt_within_max, running_has_lease, live_task_state) stay on
+--    the table. Reads see the base types: the view task and the functions return text, jsonb and integer as before.
 --
 -- Counted by docs/instructions.sh (claim_tasks of 128 then complete_tasks, instructions per task of the server;
--- docs/performance.md, item 45), with a PostgreSQL 15.18 built with symbols to see where they go: the walks
--- (nocachegetattr) were 3.4% of all, 15.5 million instructions in 30 transactions. V16 119,811; with the columns in
--- this order 115,833 (-3.3%); with the text first among the non-key columns (lease_expires_at and started_at after
--- payload) 116,129. finished_task keeps its order: its rows are written once, and reordering it would copy the
--- whole history during the upgrade.
+-- docs/performance.md, item 45): V16 125,237; the new column order 122,817 (-1.9%); and the domains 119,116 (-4.9% in
+-- all). finished_task keeps its order and its types: its rows are written once and never updated, and rebuilding it
+-- would copy the whole history during the upgrade.
 --
 -- PostgreSQL cannot reorder a table's columns, so the table is built again: a new live_task, the rows copied, the
 -- views pointed at it, the old table dropped. The upgrade takes an ACCESS EXCLUSIVE lock on live_task and
@@ -31,13 +41,31 @@ ALTER INDEX tasktable.task_claim_idx RENAME TO live_task_v16_claim_idx;
 ALTER INDEX tasktable.task_dedup_idx RENAME TO live_task_v16_dedup_idx;
 ALTER INDEX tasktable.task_lease_idx RENAME TO live_task_v16_lease_idx;
 
+CREATE DOMAIN tasktable.task_kind AS text
+    CONSTRAINT kind_valid CHECK (length(VALUE) BETWEEN 1 AND 255);
+CREATE DOMAIN tasktable.task_payload AS jsonb
+    CONSTRAINT payload_object_or_array CHECK (jsonb_typeof(VALUE) IN ('object', 'array'))
+    -- the stored size first (V10): a payload under 1 MB stored is under 1 MB as text too (jsonb is the larger)
+    CONSTRAINT payload_size_limit CHECK (pg_column_size(VALUE) <= 1048576 OR octet_length(VALUE::text) <= 1048576);
+CREATE DOMAIN tasktable.task_priority AS integer
+    CONSTRAINT priority_in_range CHECK (VALUE BETWEEN -1000 AND 1000);
+CREATE DOMAIN tasktable.task_dedup_key AS text
+    CONSTRAINT dedup_key_valid CHECK (length(VALUE) BETWEEN 1 AND 255);
+CREATE DOMAIN tasktable.task_result AS jsonb
+    CONSTRAINT result_size_limit CHECK (octet_length(VALUE::text) <= 1048576);
+COMMENT ON DOMAIN tasktable.task_kind IS 'live_task.kind: 1 to 255 characters.';
+COMMENT ON DOMAIN tasktable.task_payload IS 'live_task.payload: a JSON object or array, at most 1 MB as text.';
+COMMENT ON DOMAIN tasktable.task_priority IS 'live_task.priority: -1000 to 1000, higher runs first.';
+COMMENT ON DOMAIN tasktable.task_dedup_key IS 'live_task.dedup_key: 1 to 255 characters.';
+COMMENT ON DOMAIN tasktable.task_result IS 'live_task.result: at most 1 MB as text.';
+
 CREATE TABLE tasktable.live_task (
     -- fixed width and NOT NULL: read at an offset known for the table
     id               bigint GENERATED ALWAYS AS IDENTITY (SEQUENCE NAME tasktable.task_id_seq_v17)
                      CONSTRAINT task_pkey PRIMARY KEY,
     run_at           timestamptz NOT NULL DEFAULT now(),
     created_at       timestamptz NOT NULL DEFAULT now(),
-    priority         integer NOT NULL DEFAULT 0,
+    priority         tasktable.task_priority NOT NULL DEFAULT 0,
     attempt          integer NOT NULL DEFAULT 0,
     state            tasktable.task_state NOT NULL DEFAULT 'queued',
     -- fixed width, set by the claim
@@ -45,22 +73,16 @@ CREATE TABLE tasktable.live_task (
     started_at       timestamptz,
     -- text
     queue            text NOT NULL,
-    kind             text NOT NULL,
-    payload          jsonb NOT NULL DEFAULT '{}',
+    kind             tasktable.task_kind NOT NULL,
+    payload          tasktable.task_payload NOT NULL DEFAULT '{}',
     -- mostly NULL
     max_attempts     integer,
-    dedup_key        text,
+    dedup_key        tasktable.task_dedup_key,
     worker           text,
     last_error       text,
-    result           jsonb,
+    result           tasktable.task_result,
     finished_at      timestamptz,
-    CONSTRAINT kind_valid CHECK (length(kind) BETWEEN 1 AND 255),
-    CONSTRAINT payload_object_or_array CHECK (jsonb_typeof(payload) IN ('object', 'array')),
-    CONSTRAINT payload_size_limit CHECK (pg_column_size(payload) <= 1048576 OR octet_length(payload::text) <= 1048576),
-    CONSTRAINT priority_in_range CHECK (priority BETWEEN -1000 AND 1000),
     CONSTRAINT attempt_within_max CHECK (attempt >= 0 AND attempt <= max_attempts),
-    CONSTRAINT dedup_key_valid CHECK (length(dedup_key) BETWEEN 1 AND 255),
-    CONSTRAINT result_size_limit CHECK (octet_length(result::text) <= 1048576),
     CONSTRAINT running_has_lease CHECK ((state = 'running') = (lease_expires_at IS NOT NULL)),
     CONSTRAINT live_task_state CHECK (state IN ('queued', 'running') AND finished_at IS NULL)
 );
@@ -123,11 +145,11 @@ BEGIN
 END
 $$;
 
--- The views read the new table; their columns and grants stay as they were. task keeps its column order, which is
--- the row type claim_tasks and _lock_task return.
+-- The views read the new table; their columns and grants stay as they were. task keeps its column order and its
+-- types (the base types of the domains), which are the row type claim_tasks and _lock_task return.
 CREATE OR REPLACE VIEW tasktable.task AS
-SELECT id, queue, kind, payload, state, priority, run_at, attempt, max_attempts, dedup_key, worker, lease_expires_at,
-       last_error, result, created_at, started_at, finished_at
+SELECT id, queue, kind::text, payload::jsonb, state, priority::integer, run_at, attempt, max_attempts,
+       dedup_key::text, worker, lease_expires_at, last_error, result::jsonb, created_at, started_at, finished_at
 FROM tasktable.live_task
 UNION ALL
 SELECT id, queue, kind, payload, state, priority, run_at, attempt, max_attempts, dedup_key, worker, lease_expires_at,
@@ -195,7 +217,7 @@ END
 $$;
 
 
--- claim_tasks: as V15, the claimed rows returned by column name (in the view's order).
+-- claim_tasks: as V15, the claimed rows returned by column name (in the view's order and types).
 CREATE OR REPLACE FUNCTION tasktable.claim_tasks(
     n      integer,
     worker text,
@@ -270,8 +292,9 @@ BEGIN
                   LIMIT claim_tasks.n
                   FOR UPDATE OF r SKIP LOCKED))
           AND q.name = t.queue
-        RETURNING t.id, t.queue, t.kind, t.payload, t.state, t.priority, t.run_at, t.attempt, t.max_attempts, t.dedup_key,
-                  t.worker, t.lease_expires_at, t.last_error, t.result, t.created_at, t.started_at, t.finished_at
+        RETURNING t.id, t.queue, t.kind::text, t.payload::jsonb, t.state, t.priority::integer, t.run_at, t.attempt,
+                  t.max_attempts, t.dedup_key::text, t.worker, t.lease_expires_at, t.last_error, t.result::jsonb,
+                  t.created_at, t.started_at, t.finished_at
     )
     SELECT * FROM claimed c ORDER BY c.priority DESC, c.run_at, c.id;
 END
