@@ -79,7 +79,11 @@ public final class Worker implements AutoCloseable {
      * 2,000/s did not move (p50 0.89 and 1.84 ms).
      */
     static final Duration FILL_WAIT = Duration.ofMillis(1);
-    /** Claims of this many tasks or more start them from a virtual thread: see {@link #startAll}. */
+    /**
+     * Claims of this many tasks or more start them from a virtual thread ({@link #startAll}); smaller ones from the
+     * claim thread, as the extra thread cost more than it saved there (claims of 1: a third more of the worker's CPU
+     * per task, item 43 of docs/performance.md).
+     */
     static final int STARTER_MIN = 16;
     /** How often blocked loops check whether the worker is closing. */
     private static final Duration STOP_CHECK = Duration.ofMillis(100);
@@ -293,7 +297,7 @@ public final class Worker implements AutoCloseable {
      * from a virtual thread it goes to its carrier's own queue, where the carriers find the next one without parking
      * in between. bench drain 1 x 256 (claims of 128), the worker's CPU per task: item 45 of docs/performance.md.
      */
-    private static void startAll(List<Claim> claimed, Runnable dispatching) throws InterruptedException {
+    private static void startAll(List<Claim> claimed, Runnable dispatching) {
         if (claimed.size() < STARTER_MIN) {
             dispatching.run();
             return;
@@ -306,7 +310,19 @@ public final class Worker implements AutoCloseable {
                 failure[0] = e;
             }
         });
-        starter.join();
+        // waits it out even if interrupted: the caller counts the slots of the tasks it started
+        boolean interrupted = false;
+        while (true) {
+            try {
+                starter.join();
+                break;
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
         switch (failure[0]) {
             case null -> { }
             case RuntimeException e -> throw e;

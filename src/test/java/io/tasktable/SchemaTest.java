@@ -7,7 +7,6 @@ import static org.assertj.core.api.Assertions.tuple;
 import java.sql.Array;
 import java.sql.Connection;
 import java.sql.SQLException;
-import java.sql.Statement;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ExecutorService;
@@ -488,14 +487,7 @@ class SchemaTest {
                                 e -> assertThat(e.getSQLState()).isEqualTo("23514"))
                         .hasMessageContaining(constraint));
             } finally {
-                try (Statement s = c.createStatement()) {
-                    for (String role : roles) {
-                        if (Sql.count(c, "SELECT count(*) FROM pg_roles WHERE rolname = ?", role) > 0) {
-                            s.execute("DROP OWNED BY " + role);
-                            s.execute("DROP ROLE " + role);
-                        }
-                    }
-                }
+                WorkerRolesTest.dropRoles(c, roles);
             }
         }
     }

@@ -65,13 +65,18 @@ class WorkerRolesTest {
                 Sql.update(c, "UPDATE tasktable.queue SET retention = '1 second'");
                 runAsTheGuidesRoles(c, login(owner, producer), login(owner, worker));
             } finally {
-                try (Statement s = c.createStatement()) {
-                    for (String role : roles) {
-                        if (Sql.count(c, "SELECT count(*) FROM pg_roles WHERE rolname = ?", role) > 0) {
-                            s.execute("DROP OWNED BY " + role);
-                            s.execute("DROP ROLE " + role);
-                        }
-                    }
+                dropRoles(c, roles);
+            }
+        }
+    }
+
+    /** Drops the roles of a run that exist, with what they own and were granted in the connection's database. */
+    static void dropRoles(Connection c, List<String> roles) throws SQLException {
+        try (Statement s = c.createStatement()) {
+            for (String role : roles) {
+                if (Sql.count(c, "SELECT count(*) FROM pg_roles WHERE rolname = ?", role) > 0) {
+                    s.execute("DROP OWNED BY " + role);
+                    s.execute("DROP ROLE " + role);
                 }
             }
         }
