@@ -30,8 +30,9 @@
 -- views pointed at it, the old table dropped. The upgrade takes an ACCESS EXCLUSIVE lock on live_task and
 -- finished_task for as long as the copy takes (live_task holds only queued and running tasks). Objects of your own
 -- that depend on live_task (a view, a foreign key to it) make the DROP fail and the upgrade roll back: drop them
--- first and create them again after. Grants on the table and on task_id_seq are carried over; column-level grants
--- are not.
+-- first and create them again after. The table's owner, its storage options (and its TOAST table's), its columns'
+-- statistics targets, the grants on it and on task_id_seq and the comments are carried over; column-level grants
+-- and options set on its indexes are not.
 
 LOCK TABLE tasktable.live_task, tasktable.finished_task IN ACCESS EXCLUSIVE MODE;
 
@@ -86,6 +87,34 @@ CREATE TABLE tasktable.live_task (
     CONSTRAINT running_has_lease CHECK ((state = 'running') = (lease_expires_at IS NOT NULL)),
     CONSTRAINT live_task_state CHECK (state IN ('queued', 'running') AND finished_at IS NULL)
 );
+
+-- The storage settings of the old table, before the rows come in (a fillfactor decides how they are packed): its
+-- options and its TOAST table's (docs/dba-guide.md suggests autovacuum settings and a fillfactor for live_task), and
+-- each column's statistics target. The indexes are built with the defaults.
+DO $$
+DECLARE
+    old_table oid := 'tasktable.live_task_v16'::regclass;
+    options   text;
+    c         record;
+BEGIN
+    SELECT string_agg(o.prefix || quote_ident(split_part(o.option, '=', 1)) || ' = '
+                      || quote_literal(substr(o.option, strpos(o.option, '=') + 1)), ', ')
+    INTO options
+    FROM (SELECT '' AS prefix, unnest(t.reloptions) AS option FROM pg_class t WHERE t.oid = old_table
+          UNION ALL
+          SELECT 'toast.', unnest(t.reloptions) FROM pg_class h JOIN pg_class t ON t.oid = h.reltoastrelid
+          WHERE h.oid = old_table) o;
+    IF options IS NOT NULL THEN
+        EXECUTE format('ALTER TABLE tasktable.live_task SET (%s)', options);
+    END IF;
+    FOR c IN
+        SELECT a.attname, a.attstattarget FROM pg_attribute a
+        WHERE a.attrelid = old_table AND a.attnum > 0 AND NOT a.attisdropped AND a.attstattarget >= 0
+    LOOP
+        EXECUTE format('ALTER TABLE tasktable.live_task ALTER COLUMN %I SET STATISTICS %s', c.attname, c.attstattarget);
+    END LOOP;
+END
+$$;
 
 INSERT INTO tasktable.live_task (id, run_at, created_at, priority, attempt, state, lease_expires_at, started_at, queue,
                                  kind, payload, max_attempts, dedup_key, worker, last_error, result, finished_at)

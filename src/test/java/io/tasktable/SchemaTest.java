@@ -404,12 +404,12 @@ class SchemaTest {
     /**
      * Migration V17 builds live_task again, its columns in a new order and its single-column checks on domain types.
      * On an installation at V16 with tasks queued, running, retried and finished, under the DBA guide's roles, the
-     * upgrade keeps every task as it was, the ids go on where they were, the grants and comments stay, the functions
-     * go on with the tasks it moved (the one running completes at its attempt, the dedup key still holds, the claim
-     * takes the queued ones in order), and what the table's CHECKs refused is still refused.
+     * upgrade keeps every task as it was, the ids go on where they were, the grants, comments and storage settings
+     * stay, the functions go on with the tasks it moved (the one running completes at its attempt, the dedup key still
+     * holds, the claim takes the queued ones in order), and what the table's CHECKs refused is still refused.
      */
     @Test
-    void upgrading_to_v17_rebuilds_live_task_keeping_its_tasks_ids_grants_and_comments() throws Exception {
+    void upgrading_to_v17_rebuilds_live_task_keeping_its_tasks_ids_grants_comments_and_settings() throws Exception {
         String suffix = "_v17_" + ProcessHandle.current().pid();
         DataSource v16 = db.createEmptyDatabase().dataSource("tasktable-schema-test");
         Flyway.configure().configuration(Migrations.flyway(v16).getConfiguration()).target("16").load().migrate();
@@ -432,7 +432,16 @@ class SchemaTest {
                 Sql.value(c, "SELECT tasktable.fail_task(?, 1, 'boom', retry_at => now() + interval '1 hour')", retried);
                 assertThat(running).isEqualTo(high);
 
+                // the settings docs/dba-guide.md suggests, one for the TOAST table, and a statistics target
+                Sql.update(c, "ALTER TABLE tasktable.live_task SET (autovacuum_vacuum_scale_factor = 0.01, fillfactor = 80, "
+                        + "toast.autovacuum_enabled = false)");
+                Sql.update(c, "ALTER TABLE tasktable.live_task ALTER COLUMN queue SET STATISTICS 500");
+
                 String tasks = "SELECT * FROM tasktable.task ORDER BY id";
+                String settings = "SELECT h.reloptions::text AS options, t.reloptions::text AS toast_options, "
+                        + "(SELECT string_agg(a.attname || ' ' || a.attstattarget, ', ') FROM pg_attribute a "
+                        + " WHERE a.attrelid = h.oid AND a.attnum > 0 AND a.attstattarget >= 0) AS statistics "
+                        + "FROM pg_class h JOIN pg_class t ON t.oid = h.reltoastrelid WHERE h.oid = 'tasktable.live_task'::regclass";
                 String grants = "SELECT c.relname, a.grantee::regrole::text AS grantee, a.privilege_type, a.is_grantable "
                         + "FROM pg_class c, aclexplode(c.relacl) a "
                         + "WHERE c.oid IN ('tasktable.live_task'::regclass, 'tasktable.task_id_seq'::regclass) ORDER BY 1, 2, 3";
@@ -442,6 +451,8 @@ class SchemaTest {
                 List<Map<String, Object>> tasksBefore = Sql.rows(c, tasks);
                 List<Map<String, Object>> grantsBefore = Sql.rows(c, grants);
                 List<Map<String, Object>> commentsBefore = Sql.rows(c, comments);
+                List<Map<String, Object>> settingsBefore = Sql.rows(c, settings);
+                assertThat(settingsBefore.getFirst()).containsEntry("statistics", "queue 500");
                 assertThat(grantsBefore).extracting(g -> g.get("grantee"))
                         .contains("tasktable_producer" + suffix, "tasktable_worker" + suffix);
                 assertThat(commentsBefore).extracting(g -> g.get("comment")).contains("Higher runs first (-1000..1000).");
@@ -456,6 +467,7 @@ class SchemaTest {
                 assertThat(Sql.rows(c, tasks)).isEqualTo(tasksBefore);
                 assertThat(Sql.rows(c, grants)).isEqualTo(grantsBefore);
                 assertThat(Sql.rows(c, comments)).isEqualTo(commentsBefore);
+                assertThat(Sql.rows(c, settings)).isEqualTo(settingsBefore);
 
                 long next = (Long) Sql.value(c, "SELECT tasktable.enqueue_task('after', '{}')");
                 assertThat(next).isEqualTo(retried + 1);
