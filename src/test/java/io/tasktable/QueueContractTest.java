@@ -182,7 +182,8 @@ abstract class QueueContractTest {
         assertThat(Sql.state(c, retried)).isEqualTo("running");
         assertThat(Sql.state(c, retriedFleeting)).isEqualTo("running");
 
-        // an array of NULL results is no result (the Java worker sends one); the task no longer held is left out
+        // an array of NULL results is no result (a client may send one; the Java worker sends NULL since item 45 of
+        // docs/performance.md); the task no longer held is left out
         assertThat(Sql.count(c, "SELECT cardinality(tasktable.complete_tasks(ARRAY[?, ?, ?]::bigint[], ARRAY[2, 2, 2], "
                 + "ARRAY[NULL, NULL, NULL]::jsonb[]))", retried, retriedFleeting, held)).isEqualTo(2);
         assertThat(Sql.state(c, retried)).isEqualTo("succeeded");
